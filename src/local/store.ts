@@ -1,0 +1,186 @@
+import type { WithId } from '@medplum/core';
+import type { Resource } from '@medplum/fhirtypes';
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+/** The kind of write that produced a resource version, as the stock server names it for subscriptions. */
+export type ChangeInteraction = 'create' | 'update' | 'delete';
+
+/** One committed write: what the subscription engine and other observers see after a commit. */
+export interface ResourceChange {
+  readonly interaction: ChangeInteraction;
+  /** The version written; for a delete, the last version before the delete. */
+  readonly resource: WithId<Resource>;
+  /** The version before this write, when there was one. */
+  readonly previous?: WithId<Resource>;
+}
+
+/** One stored version of a resource. A delete is recorded as a version with `deleted` set. */
+export interface StoredVersion {
+  readonly resource: WithId<Resource>;
+  readonly deleted: boolean;
+  readonly lastUpdated: string;
+}
+
+type ChangeListener = (changes: readonly ResourceChange[]) => void;
+
+interface OpenTransaction {
+  readonly pending: Map<string, StoredVersion[]>;
+  readonly changes: ResourceChange[];
+}
+
+/**
+ * The in-memory FHIR store behind the local runtime.
+ *
+ * Every write runs inside {@link ResourceStore.transaction}: writes are serialized by one writer
+ * lock, buffered in the transaction's overlay (visible only inside that transaction), and become
+ * visible to everyone at once on commit, or vanish on error. Readers outside a transaction only
+ * see committed data. This gives the atomic, isolated `transaction` Bundles and serializable
+ * conditional writes that bots observe on the stock server (Postgres), without a database.
+ */
+export class ResourceStore {
+  private readonly versions = new Map<string, StoredVersion[]>();
+  private readonly idsByType = new Map<string, Set<string>>();
+  private readonly listeners: ChangeListener[] = [];
+  private readonly context = new AsyncLocalStorage<OpenTransaction>();
+  private lock: Promise<void> = Promise.resolve();
+
+  /**
+   * Registers a listener called synchronously after each commit with the changes it made.
+   * @param listener - Receives the committed changes, in write order.
+   */
+  onCommit(listener: ChangeListener): void {
+    this.listeners.push(listener);
+  }
+
+  /**
+   * Runs `fn` as one atomic transaction. Nested calls join the enclosing transaction.
+   * @param fn - The work to run; its writes commit together when it resolves.
+   * @returns The value `fn` resolved to.
+   */
+  async transaction<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.context.getStore()) {
+      return fn();
+    }
+    const release = await this.acquire();
+    const txn: OpenTransaction = { pending: new Map(), changes: [] };
+    let result: T;
+    try {
+      result = await this.context.run(txn, fn);
+      this.commit(txn);
+    } finally {
+      release();
+    }
+    for (const listener of this.listeners) {
+      listener(txn.changes);
+    }
+    return result;
+  }
+
+  /** @returns True when the caller runs inside an open transaction. */
+  inTransaction(): boolean {
+    return this.context.getStore() !== undefined;
+  }
+
+  /**
+   * Appends a version inside the current transaction.
+   * @param version - The version to append.
+   * @param change - The change to announce when the transaction commits.
+   */
+  append(version: StoredVersion, change: ResourceChange): void {
+    const txn = this.context.getStore();
+    if (!txn) {
+      throw new Error('ResourceStore.append called outside a transaction');
+    }
+    const key = keyOf(version.resource.resourceType, version.resource.id);
+    let list = txn.pending.get(key);
+    if (!list) {
+      list = [];
+      txn.pending.set(key, list);
+    }
+    list.push(version);
+    txn.changes.push(change);
+  }
+
+  /**
+   * @param resourceType - The resource type.
+   * @param id - The resource id.
+   * @returns All versions, oldest first, as seen by the caller (its own uncommitted writes included).
+   */
+  history(resourceType: string, id: string): StoredVersion[] {
+    const key = keyOf(resourceType, id);
+    const committed = this.versions.get(key) ?? [];
+    const pending = this.context.getStore()?.pending.get(key);
+    return pending ? [...committed, ...pending] : committed;
+  }
+
+  /**
+   * @param resourceType - The resource type.
+   * @param id - The resource id.
+   * @returns The newest version as seen by the caller, or undefined if the id was never written.
+   */
+  latest(resourceType: string, id: string): StoredVersion | undefined {
+    const key = keyOf(resourceType, id);
+    const pending = this.context.getStore()?.pending.get(key);
+    if (pending?.length) {
+      return pending[pending.length - 1];
+    }
+    const committed = this.versions.get(key);
+    return committed?.[committed.length - 1];
+  }
+
+  /**
+   * @param resourceType - The resource type.
+   * @returns Every id ever written for the type, as seen by the caller.
+   */
+  ids(resourceType: string): string[] {
+    const result = new Set(this.idsByType.get(resourceType));
+    const txn = this.context.getStore();
+    if (txn) {
+      for (const list of txn.pending.values()) {
+        const resource = list[0].resource;
+        if (resource.resourceType === resourceType) {
+          result.add(resource.id);
+        }
+      }
+    }
+    return [...result];
+  }
+
+  /** @returns The resource types that have at least one stored id. */
+  resourceTypes(): string[] {
+    return [...this.idsByType.keys()];
+  }
+
+  private commit(txn: OpenTransaction): void {
+    for (const [key, list] of txn.pending) {
+      let committed = this.versions.get(key);
+      if (!committed) {
+        committed = [];
+        this.versions.set(key, committed);
+        const { resourceType, id } = list[0].resource;
+        let ids = this.idsByType.get(resourceType);
+        if (!ids) {
+          ids = new Set();
+          this.idsByType.set(resourceType, ids);
+        }
+        ids.add(id);
+      }
+      committed.push(...list);
+    }
+  }
+
+  private async acquire(): Promise<() => void> {
+    let release!: () => void;
+    const next = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const previous = this.lock;
+    this.lock = previous.then(() => next);
+    await previous;
+    return release;
+  }
+}
+
+function keyOf(resourceType: string, id: string): string {
+  return resourceType + '/' + id;
+}
