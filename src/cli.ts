@@ -1,0 +1,101 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildBots } from './bots/build.ts';
+import { runBootstrap } from './commands/bootstrap.ts';
+import { findManagedClient, runDeploy } from './commands/deploy.ts';
+import { describeRuntime, startHub } from './commands/start.ts';
+import { initDockerEnv } from './deploy/env-file.ts';
+import { targetFromEnv } from './deploy/target.ts';
+
+const USAGE = `Usage: hub <command>
+
+  start                 run the hub locally (local runtime on 127.0.0.1:$HUB_PORT, default 8103)
+  build                 bundle every bot under bots/ into dist/bots/
+  deploy [--dry-run] [--no-write-config]
+                        apply the hub's managed resources and bots to $MEDPLUM_BASE_URL
+  bootstrap             prepare a fresh stock stack with super-admin credentials, then deploy
+  client-secret <name>  print the id and secret of a managed ClientApplication on the target
+  env:init              create or complete .env for the Docker stack (generated secrets)
+`;
+
+/**
+ * The `hub` command.
+ * @param argv - Arguments after the script name.
+ * @returns The exit code.
+ */
+async function main(argv: string[]): Promise<number> {
+  const root = process.cwd();
+  if (existsSync(join(root, '.env'))) {
+    process.loadEnvFile(join(root, '.env'));
+  }
+  const log = (line: string): void => console.log(line);
+  const [command, ...args] = argv;
+  switch (command) {
+    case 'start': {
+      const runtime = await startHub({ root, env: process.env, log, version: packageVersion(root) });
+      describeRuntime(runtime).forEach((line) => log(line));
+      await waitForSignal();
+      log('Stopping...');
+      await runtime.stop();
+      return 0;
+    }
+    case 'build': {
+      const manifest = await buildBots(root);
+      manifest.bots.forEach((bot) => log(`built ${bot.dist}  ${bot.version}`));
+      return 0;
+    }
+    case 'deploy': {
+      const target = targetFromEnv(process.env);
+      if (typeof target === 'string') {
+        console.error(target);
+        return 2;
+      }
+      const dryRun = args.includes('--dry-run');
+      const writeConfig = !args.includes('--no-write-config');
+      await runDeploy(target, { root, dryRun, writeConfig, env: process.env, log });
+      return 0;
+    }
+    case 'bootstrap': {
+      await runBootstrap({ root, env: process.env, log });
+      return 0;
+    }
+    case 'client-secret': {
+      const target = targetFromEnv(process.env);
+      if (typeof target === 'string' || !args[0]) {
+        console.error(typeof target === 'string' ? target : 'Usage: hub client-secret <managed ClientApplication name>');
+        return 2;
+      }
+      const client = await findManagedClient(target, args[0]);
+      log(`client id:     ${client.id}`);
+      log(`client secret: ${client.secret}`);
+      return 0;
+    }
+    case 'env:init': {
+      const result = await initDockerEnv(join(root, '.env'));
+      log(`.env: created ${result.created.length ? result.created.join(', ') : 'nothing'}; kept ${result.kept.length} existing values`);
+      return 0;
+    }
+    default:
+      console.error(USAGE);
+      return command ? 2 : 0;
+  }
+}
+
+function packageVersion(root: string): string {
+  return (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+function waitForSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.message : String(err));
+    process.exit(1);
+  }
+);
