@@ -31,7 +31,8 @@ export interface AdminResponse {
 
 /** Dependencies of the admin API. */
 export interface AdminApiOptions {
-  readonly systemRepo: HubRepository;
+  /** A system repository whose writes land in the given project. */
+  readonly repoForProject: (projectId: string) => HubRepository;
   readonly binaries: BinaryStorage;
 }
 
@@ -61,7 +62,10 @@ export class AdminApi {
     if (!auth.membership.admin) {
       throw new OperationOutcomeError(forbidden);
     }
-    const project = auth.project;
+    // A super admin addresses any project by id; a project admin always gets their own.
+    const project = auth.project.superAdmin
+      ? await this.options.repoForProject(auth.project.id).readResource<Project>('Project', segments[0] ?? '')
+      : auth.project;
     const [, resource, id] = segments;
     if (method === 'GET' && segments.length === 1) {
       return { status: 200, body: await this.describeProject(project) };
@@ -94,7 +98,8 @@ export class AdminApi {
     if (!request?.name) {
       throw new OperationOutcomeError(badRequest('Bot name is required'));
     }
-    const { systemRepo, binaries } = this.options;
+    const { binaries } = this.options;
+    const systemRepo = this.options.repoForProject(project.id);
     const source = await systemRepo.createResource<Binary>({ resourceType: 'Binary', contentType: 'text/typescript' });
     binaries.write(source.id, source.meta?.versionId as string, {
       contentType: 'text/typescript',
@@ -130,7 +135,7 @@ export class AdminApi {
     if (!request?.name) {
       throw new OperationOutcomeError(badRequest('Client name is required'));
     }
-    const { systemRepo } = this.options;
+    const systemRepo = this.options.repoForProject(project.id);
     const draft: ClientApplication = {
       resourceType: 'ClientApplication',
       id: fixed?.id,
@@ -156,7 +161,7 @@ export class AdminApi {
     accessPolicy: Reference<AccessPolicy> | undefined,
     admin: boolean
   ): Promise<void> {
-    await this.options.systemRepo.createResource<ProjectMembership>({
+    await this.options.repoForProject(project.id).createResource<ProjectMembership>({
       resourceType: 'ProjectMembership',
       project: createReference(project),
       user: createReference(profile) as Reference,
@@ -183,7 +188,7 @@ export class AdminApi {
   }
 
   private async readMembership(project: WithId<Project>, id: string): Promise<WithId<ProjectMembership>> {
-    const membership = await this.options.systemRepo.readResource<ProjectMembership>('ProjectMembership', id);
+    const membership = await this.options.repoForProject(project.id).readResource<ProjectMembership>('ProjectMembership', id);
     if (membership.project?.reference !== 'Project/' + project.id) {
       throw new OperationOutcomeError(notFound);
     }
@@ -200,7 +205,7 @@ export class AdminApi {
     }
     const existing = await this.readMembership(project, id);
     // The project, user and profile of a membership cannot be moved by a project admin.
-    return this.options.systemRepo.updateResource<ProjectMembership>({
+    return this.options.repoForProject(project.id).updateResource<ProjectMembership>({
       ...membership,
       project: existing.project,
       user: existing.user,
@@ -213,11 +218,11 @@ export class AdminApi {
       throw new OperationOutcomeError(badRequest('Body must be an array of ProjectSetting'));
     }
     // Like the stock route, this replaces the whole Project.secret array.
-    return this.options.systemRepo.updateResource<Project>({ ...project, secret: secrets });
+    return this.options.repoForProject(project.id).updateResource<Project>({ ...project, secret: secrets });
   }
 
   private async projectMemberships(project: WithId<Project>): Promise<WithId<ProjectMembership>[]> {
-    return this.options.systemRepo.searchResources<ProjectMembership>({
+    return this.options.repoForProject(project.id).searchResources<ProjectMembership>({
       resourceType: 'ProjectMembership',
       count: 1000,
       filters: [{ code: 'project', operator: Operator.EQUALS, value: 'Project/' + project.id }],

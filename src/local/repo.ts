@@ -39,6 +39,11 @@ export interface RepositoryContext {
   readonly projectId: string;
   /** Base URL used for `fullUrl` and paging links, e.g. `http://127.0.0.1:8103/fhir/R4/`. */
   readonly fhirBaseUrl: string;
+  /**
+   * A super admin (a member of a project with `superAdmin: true`) sees every project, may choose
+   * ids and may place resources in another project through `meta.project`, as on the stock server.
+   */
+  readonly superAdmin?: boolean;
 }
 
 /**
@@ -91,8 +96,12 @@ export class HubRepository extends FhirRepository<undefined> {
     }
     const id = resource.id;
     return this.store.transaction(async () => {
-      const existing = this.store.latest(resource.resourceType, id);
-      if (!existing && !this.isSystem()) {
+      const found = this.store.latest(resource.resourceType, id);
+      const existing = found && this.canSee(found.resource) ? found : undefined;
+      if (found && !existing) {
+        throw new OperationOutcomeError(notFound);
+      }
+      if (!existing && !this.canSetId()) {
         // The stock server lets only super admins create a resource with an id of their choosing
         // (`canSetId`); everyone else gets 404 for an update of an id that never existed. A deleted
         // resource may be restored by anyone.
@@ -141,7 +150,7 @@ export class HubRepository extends FhirRepository<undefined> {
   async deleteResource(resourceType: string, id: string): Promise<void> {
     await this.store.transaction(async () => {
       const existing = this.store.latest(resourceType, id);
-      if (!existing) {
+      if (!existing || !this.canSee(existing.resource)) {
         throw new OperationOutcomeError(notFound);
       }
       if (existing.deleted) {
@@ -163,7 +172,7 @@ export class HubRepository extends FhirRepository<undefined> {
 
   async readResource<T extends Resource>(resourceType: string, id: string): Promise<WithId<T>> {
     const latest = this.store.latest(resourceType, id);
-    if (!latest) {
+    if (!latest || !this.canSee(latest.resource)) {
       throw new OperationOutcomeError(notFound);
     }
     if (latest.deleted) {
@@ -192,7 +201,7 @@ export class HubRepository extends FhirRepository<undefined> {
     options?: ReadHistoryOptions
   ): Promise<Bundle<WithId<T>>> {
     const versions = this.store.history(resourceType, id);
-    if (versions.length === 0) {
+    if (versions.length === 0 || !this.canSee(versions[0].resource)) {
       throw new OperationOutcomeError(notFound);
     }
     const newestFirst = [...versions].reverse();
@@ -204,7 +213,7 @@ export class HubRepository extends FhirRepository<undefined> {
 
   async readVersion<T extends Resource>(resourceType: string, id: string, vid: string): Promise<WithId<T>> {
     const versions = this.store.history(resourceType, id);
-    if (versions.length === 0) {
+    if (versions.length === 0 || !this.canSee(versions[0].resource)) {
       throw new OperationOutcomeError(notFound);
     }
     const version = versions.find((v) => !v.deleted && v.resource.meta?.versionId === vid);
@@ -221,7 +230,7 @@ export class HubRepository extends FhirRepository<undefined> {
       const typed = { ...searchRequest, resourceType } as SearchRequest<T>;
       for (const id of this.store.ids(resourceType)) {
         const latest = this.store.latest(resourceType, id);
-        if (latest && !latest.deleted && matchesSearchRequest(latest.resource, typed)) {
+        if (latest && !latest.deleted && this.canSee(latest.resource) && matchesSearchRequest(latest.resource, typed)) {
           matches.push(latest.resource as WithId<T>);
         }
       }
@@ -286,7 +295,7 @@ export class HubRepository extends FhirRepository<undefined> {
     meta.versionId = randomUUID();
     meta.lastUpdated = new Date().toISOString();
     meta.author = this.context.author;
-    meta.project = previous?.meta?.project ?? this.context.projectId;
+    meta.project = this.projectFor(result, previous);
     result.meta = meta;
     validateResource(result);
     return result;
@@ -342,6 +351,38 @@ export class HubRepository extends FhirRepository<undefined> {
 
   private isSystem(): boolean {
     return this.context.author.reference === 'system';
+  }
+
+  /** The runtime itself and super admins see all projects; everyone else only their own. */
+  private seesAllProjects(): boolean {
+    return this.isSystem() || Boolean(this.context.superAdmin);
+  }
+
+  private canSee(resource: Resource): boolean {
+    return this.seesAllProjects() || resource.meta?.project === this.context.projectId;
+  }
+
+  /** The stock server lets only super admins (and itself) choose a new resource's id. */
+  private canSetId(): boolean {
+    return this.seesAllProjects();
+  }
+
+  /**
+   * The project a version belongs to: a Project belongs to itself; an existing resource stays in
+   * its project; the runtime and super admins may name another project in `meta.project`;
+   * everything else goes to the caller's project.
+   */
+  private projectFor(resource: WithId<Resource>, previous: Resource | undefined): string {
+    if (resource.resourceType === 'Project') {
+      return resource.id;
+    }
+    if (previous?.meta?.project) {
+      return previous.meta.project;
+    }
+    if (this.seesAllProjects() && resource.meta?.project) {
+      return resource.meta.project;
+    }
+    return this.context.projectId;
   }
 }
 

@@ -1,7 +1,8 @@
 import type { WithId } from '@medplum/core';
-import { allOk, badRequest, OperationOutcomeError, Operator } from '@medplum/core';
+import { allOk, badRequest, created, forbidden, OperationOutcomeError, Operator } from '@medplum/core';
 import { FhirRouter } from '@medplum/fhir-router';
-import type { AccessPolicy, ClientApplication, Project, ProjectMembership } from '@medplum/fhirtypes';
+import type { AccessPolicy, ClientApplication, Parameters, Project, ProjectMembership } from '@medplum/fhirtypes';
+import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AdminApi } from './admin.ts';
@@ -45,6 +46,16 @@ export interface LocalRuntimeOptions {
   readonly log?: (message: string) => void;
   /** Reported by /healthcheck. */
   readonly version?: string;
+  /**
+   * Create the hub's project and admin client on start (default). Off, the runtime starts like a
+   * fresh stock server: only the super-admin project, for `npm run bootstrap` to prepare.
+   */
+  readonly createHubProject?: boolean;
+  /**
+   * A super-admin ClientApplication, as the stock server seeds from `defaultSuperAdminClientId` /
+   * `defaultSuperAdminClientSecret`: a member (admin) of a `superAdmin` project.
+   */
+  readonly superAdminClient?: { readonly clientId: string; readonly clientSecret: string };
 }
 
 /** The admin client the runtime created or reused on start. */
@@ -119,12 +130,17 @@ export class LocalRuntime {
       log,
     });
     const cron = new CronScheduler({ systemRepo: bootstrapRepo, executor, auth, log });
-    const admin = new AdminApi({ systemRepo: bootstrapRepo, binaries: this.binaries });
+    const admin = new AdminApi({ repoForProject: (id) => this.systemRepoFor(id), binaries: this.binaries });
     const agents = new AgentBridge({ systemRepo: bootstrapRepo, executor, auth, mllpPort: this.options.mllpPort, log });
     this.services = { auth, executor, subscriptions, cron, admin, agents };
 
     this.registerOperations();
-    await this.bootstrapProject();
+    if (this.options.superAdminClient) {
+      await this.createSuperAdminProject(this.options.superAdminClient);
+    }
+    if (this.options.createHubProject !== false) {
+      await this.bootstrapProject();
+    }
     this.store.onCommit((changes) => subscriptions.onCommit(changes));
     this.store.onCommit((changes) => cron.onCommit(changes));
     await cron.start();
@@ -197,6 +213,7 @@ export class LocalRuntime {
       author: auth.profile,
       projectId: auth.project.id,
       fhirBaseUrl: this.fhirBaseUrl,
+      superAdmin: Boolean(auth.project.superAdmin),
     });
   }
 
@@ -217,7 +234,13 @@ export class LocalRuntime {
       ? await repo.readReference<AccessPolicy>(auth.membership.accessPolicy).catch(() => undefined)
       : undefined;
     return {
-      project: { resourceType: 'Project', id: auth.project.id, name: auth.project.name, strictMode: auth.project.strictMode },
+      project: {
+        resourceType: 'Project',
+        id: auth.project.id,
+        name: auth.project.name,
+        strictMode: auth.project.strictMode,
+        superAdmin: auth.project.superAdmin,
+      },
       membership: {
         resourceType: 'ProjectMembership',
         id: auth.membership.id,
@@ -231,13 +254,17 @@ export class LocalRuntime {
     };
   }
 
+  /**
+   * @param projectId - The project new resources go to; empty for the hub's project (known only
+   * after bootstrap, so resolved lazily).
+   * @returns A system repository: it sees every project, like the stock server's system repo.
+   */
   private systemRepoFor(projectId: string): HubRepository {
     const self = this;
-    // The project id is only known after bootstrap; resolve it lazily so early services see it.
     return new HubRepository(this.store, {
       author: { reference: 'system' },
       get projectId() {
-        return self.projectId || projectId;
+        return projectId || self.projectId;
       },
       fhirBaseUrl: this.fhirBaseUrl,
     });
@@ -251,7 +278,7 @@ export class LocalRuntime {
       }
       const outcome = await deployBot(
         repo as HubRepository,
-        this.systemRepo(),
+        this.systemRepoFor(auth.project.id),
         this.binaries,
         auth.project,
         req.params.id,
@@ -268,6 +295,52 @@ export class LocalRuntime {
       return reload(req.params.id);
     });
     this.router.add('GET', 'Agent/$reload-config', async () => reload());
+    this.router.add('POST', 'Project/$init', async (req) => {
+      const auth = currentRequestContext()?.auth;
+      if (!auth?.project.superAdmin) {
+        throw new OperationOutcomeError(forbidden);
+      }
+      const name = (req.body as Parameters | undefined)?.parameter?.find((p) => p.name === 'name')?.valueString;
+      if (!name) {
+        throw new OperationOutcomeError(badRequest('Missing name'));
+      }
+      return [created, await this.initProject(name)];
+    });
+  }
+
+  /**
+   * `Project/$init` as on the stock server: a new project (strict mode, no features) with its
+   * default ClientApplication.
+   * @param name - Project name.
+   * @returns The project.
+   */
+  private async initProject(name: string): Promise<WithId<Project>> {
+    const projectId = randomUUID();
+    const project = await this.systemRepoFor(projectId).updateResource<Project>({
+      resourceType: 'Project',
+      id: projectId,
+      name,
+      strictMode: true,
+    });
+    await this.admin.createClient(project, { name: `${name} Default Client`, description: `Default client for ${name}` });
+    return project;
+  }
+
+  private async createSuperAdminProject(client: { clientId: string; clientSecret: string }): Promise<void> {
+    const projectId = randomUUID();
+    const project = await this.systemRepoFor(projectId).updateResource<Project>({
+      resourceType: 'Project',
+      id: projectId,
+      name: 'Super Admin',
+      superAdmin: true,
+      strictMode: true,
+    });
+    await this.admin.createClient(
+      project,
+      { name: 'Default Super Admin Client' },
+      { id: client.clientId, secret: client.clientSecret },
+      true
+    );
   }
 
   /**
@@ -276,14 +349,17 @@ export class LocalRuntime {
    */
   private async bootstrapProject(): Promise<void> {
     const repo = this.systemRepoFor('');
-    let project = await repo.searchOne<Project>({ resourceType: 'Project', count: 1 });
+    const projectName = this.options.projectName ?? 'Integration Hub';
+    let project = (await repo.searchResources<Project>({ resourceType: 'Project', count: 1000 })).find(
+      (p) => !p.superAdmin && p.name === projectName
+    );
     if (!project) {
       const projectId = repo.generateId();
       this.projectId = projectId;
       project = await this.systemRepoFor(projectId).updateResource<Project>({
         resourceType: 'Project',
         id: projectId,
-        name: this.options.projectName ?? 'Integration Hub',
+        name: projectName,
         strictMode: true,
         features: HUB_PROJECT_FEATURES,
       });

@@ -139,6 +139,10 @@ export class SubscriptionEngine {
     });
     for (const change of changes) {
       for (const subscription of subscriptions) {
+        // Only subscriptions of the resource's own project see it.
+        if (subscription.meta?.project !== change.resource.meta?.project) {
+          continue;
+        }
         if (getExtensionValue(subscription, SubscriptionExtension.preCommit) === true) {
           continue;
         }
@@ -298,6 +302,7 @@ export class SubscriptionEngine {
   ): Promise<void> {
     const auditEvent: AuditEvent = {
       resourceType: 'AuditEvent',
+      meta: { project: subscription.meta?.project },
       period: { start: job.requestTime, end: new Date().toISOString() },
       recorded: new Date().toISOString(),
       type: { code: 'transmit' },

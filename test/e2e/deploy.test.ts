@@ -1,8 +1,7 @@
 import type { AccessPolicy, Bot, ProjectMembership } from '@medplum/fhirtypes';
 import { MedplumClient } from '@medplum/core';
 import { execFile } from 'node:child_process';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -12,6 +11,7 @@ import { isNoop } from '../../src/deploy/deploy.ts';
 import type { Target } from '../../src/deploy/target.ts';
 import { connectTarget } from '../../src/deploy/target.ts';
 import { LocalRuntime } from '../../src/local/runtime.ts';
+import { copyProject } from '../support/project-copy.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const run = promisify(execFile);
@@ -25,15 +25,15 @@ describe('deploy managed resources and bots', () => {
   let runtime: LocalRuntime;
   let target: Target;
   let root: string;
+  let removeCopy: (() => Promise<void>) | undefined;
   const lines: string[] = [];
   const deployOnce = (dryRun = false, env: NodeJS.ProcessEnv = {}) =>
     runDeploy(target, { root, dryRun, writeConfig: true, env, log: (l) => lines.push(l) });
 
   beforeAll(async () => {
-    root = await mkdtemp(join(tmpdir(), 'hub-deploy-'));
-    for (const dir of ['src', 'bots', 'access-policies', 'agent-config', 'seed', 'subscriptions', 'package.json']) {
-      await cp(join(ROOT, dir), join(root, dir), { recursive: true });
-    }
+    const copy = await copyProject();
+    root = copy.root;
+    removeCopy = copy.remove;
     runtime = await new LocalRuntime({ port: 0, mllpPort: () => 0 }).start();
     const admin = runtime.adminCredentials;
     target = await connectTarget({ baseUrl: runtime.baseUrl, clientId: admin.clientId, clientSecret: admin.clientSecret });
@@ -41,7 +41,7 @@ describe('deploy managed resources and bots', () => {
 
   afterAll(async () => {
     await runtime?.stop();
-    await rm(root, { recursive: true, force: true });
+    await removeCopy?.();
   });
 
   test('a dry run on an empty project plans a create for everything and changes nothing', async () => {

@@ -1,5 +1,5 @@
 import type { WithId } from '@medplum/core';
-import { createReference, isResource, normalizeErrorString } from '@medplum/core';
+import { createReference, isResource, normalizeErrorString, resolveId } from '@medplum/core';
 import type {
   Agent,
   AuditEvent,
@@ -144,7 +144,8 @@ export class BotExecutor {
     }
     const auditEvent: AuditEvent = {
       resourceType: 'AuditEvent',
-      meta: { account: bot.meta?.account },
+      // Like the stock server, the event belongs to the project the bot ran in (the run-as project).
+      meta: { project: resolveId(runAs.project), account: bot.meta?.account },
       period: { start: startTime, end: new Date().toISOString() },
       recorded: new Date().toISOString(),
       type: { system: 'https://medplum.com/CodeSystem/audit-event', code: 'execute' },
