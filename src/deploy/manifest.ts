@@ -5,7 +5,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { basename, join, relative } from 'node:path';
 import { listBots, readBuildManifest } from '../bots/build.ts';
 import { BOT_NAME_SYSTEM } from '../constants.ts';
-import { loadFhirDefinitions } from '../local/definitions.ts';
+import { loadFhirDefinitions } from '../fhir/definitions.ts';
 import type { ManagedRef } from './placeholders.ts';
 import { findPlaceholders } from './placeholders.ts';
 

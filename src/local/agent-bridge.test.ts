@@ -22,11 +22,11 @@ import { networkInterfaces } from 'node:os';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { AGENT_CLIENT_EXTENSION } from '../constants.ts';
 import type { MllpListener } from './agent-bridge.ts';
-import { AgentBridge, shouldSendAppLevelAck } from './agent-bridge.ts';
+import { AgentBridge } from './agent-bridge.ts';
 import { AuthService } from './auth.ts';
 import { BinaryStorage } from './binary-storage.ts';
 import { BotExecutor } from './bots/executor.ts';
-import { loadFhirDefinitions } from './definitions.ts';
+import { loadFhirDefinitions } from '../fhir/definitions.ts';
 import { HubRepository } from './repo.ts';
 import { ResourceStore } from './store.ts';
 
@@ -575,18 +575,5 @@ describe('AgentBridge port conflicts', () => {
       await bridge.stop();
       await new Promise<void>((resolve) => occupier.close(() => resolve()));
     }
-  });
-});
-
-describe('shouldSendAppLevelAck', () => {
-  test('follows the stock agent table', () => {
-    expect(shouldSendAppLevelAck({ appLevelAck: 'NE' }, 'AA')).toBe(true);
-    expect(shouldSendAppLevelAck({ enhancedMode: 'aaMode', appLevelAck: 'AL' }, 'AE')).toBe(false);
-    expect(shouldSendAppLevelAck({ enhancedMode: 'standard', appLevelAck: 'AL' }, 'AA')).toBe(true);
-    expect(shouldSendAppLevelAck({ enhancedMode: 'standard', appLevelAck: 'NE' }, 'AE')).toBe(false);
-    expect(shouldSendAppLevelAck({ enhancedMode: 'standard', appLevelAck: 'ER' }, 'AA')).toBe(false);
-    expect(shouldSendAppLevelAck({ enhancedMode: 'standard', appLevelAck: 'ER' }, 'AR')).toBe(true);
-    expect(shouldSendAppLevelAck({ enhancedMode: 'standard', appLevelAck: 'SU' }, 'AA')).toBe(true);
-    expect(shouldSendAppLevelAck({ enhancedMode: 'standard', appLevelAck: 'SU' }, 'AE')).toBe(false);
   });
 });

@@ -8,6 +8,8 @@ import type { AddressInfo, Server, Socket } from 'node:net';
 import { AGENT_CLIENT_EXTENSION } from '../constants.ts';
 import type { AuthService } from './auth.ts';
 import type { BotExecutor } from './bots/executor.ts';
+import type { AppLevelAckMode, ChannelSettings, EnhancedMode } from './mllp-endpoint.ts';
+import { APP_LEVEL_ACK_CODES, parseMllpAddress, shouldSendAppLevelAck } from './mllp-endpoint.ts';
 import { MAX_SEARCH_COUNT } from './repo.ts';
 import type { HubRepository } from './repo.ts';
 
@@ -19,17 +21,6 @@ export const DRAIN_TIMEOUT_MS = 2000;
 
 /** Upper bound for closing a socket or a listener; `stop()` must never hang on a stuck peer. */
 const CLOSE_TIMEOUT_MS = 1000;
-
-/** The stock agent's default encoding (`@medplum/hl7` DEFAULT_ENCODING). */
-const DEFAULT_ENCODING = 'utf-8';
-
-/** `appLevelAck` values: MSH-16 (HL7 table 0155). */
-export type AppLevelAckMode = 'AL' | 'ER' | 'NE' | 'SU';
-const APP_LEVEL_ACK_MODES: readonly string[] = ['AL', 'ER', 'NE', 'SU'];
-const APP_LEVEL_ACK_CODES: readonly string[] = ['AA', 'AE', 'AR'];
-
-/** The stock agent's enhanced acknowledgement modes (`enhanced=true` and `enhanced=aa`). */
-export type EnhancedMode = 'standard' | 'aaMode';
 
 /** Dependencies of the bridge, provided by the runtime. */
 export interface AgentBridgeOptions {
@@ -56,17 +47,6 @@ export interface MllpListener {
   readonly enhancedMode?: EnhancedMode;
   readonly appLevelAck: AppLevelAckMode;
   readonly encoding: string;
-}
-
-/** The settings the stock agent reads from an `mllp://` Endpoint address. */
-interface ChannelSettings {
-  readonly address: string;
-  readonly configuredPort: number;
-  readonly encoding: string;
-  readonly enhancedMode?: EnhancedMode;
-  readonly appLevelAck: AppLevelAckMode;
-  readonly assignSeqNo: boolean;
-  readonly messagesPerMin?: number;
 }
 
 /** A channel the Agent/Endpoint configuration asks for. */
@@ -299,75 +279,21 @@ export class AgentBridge {
   }
 
   /**
-   * Reads what the stock agent reads from `mllp://host:port?encoding=&enhanced=&appLevelAck=&assignSeqNo=&messagesPerMin=`.
+   * Reads the channel settings from its Endpoint, logging why a channel cannot run here.
    * @param definition - The channel.
    * @param endpoint - Its Endpoint.
-   * @returns The settings, or undefined (logged) when the channel cannot run here.
+   * @returns The settings, or undefined when the channel cannot run.
    */
   private parseAddress(definition: AgentChannel, endpoint: WithId<Endpoint>): ChannelSettings | undefined {
-    const prefix = `[HL7:${definition.name}]`;
-    const address = endpoint.address;
-    if (!address) {
-      this.log(`${prefix} Endpoint/${endpoint.id} has an empty address; channel not opened`);
-      return undefined;
+    const prefix = `[HL7:${definition.name}] Endpoint/${endpoint.id}`;
+    const parsed = parseMllpAddress(endpoint.address);
+    for (const warning of parsed.warnings) {
+      this.log(`${prefix}: ${warning}`);
     }
-    let url: URL;
-    try {
-      url = new URL(address);
-    } catch (err) {
-      this.log(`${prefix} Endpoint/${endpoint.id} address is not a URL: ${normalizeErrorString(err)}`);
-      return undefined;
+    if (!parsed.settings) {
+      this.log(`${prefix}: ${parsed.error}; channel not opened`);
     }
-    if (url.protocol !== 'mllp:') {
-      this.log(`${prefix} Endpoint/${endpoint.id}: '${url.protocol}//' channels are not supported by the local runtime (only mllp://); channel not opened`);
-      return undefined;
-    }
-    const configuredPort = Number.parseInt(url.port, 10);
-    if (!Number.isInteger(configuredPort)) {
-      this.log(`${prefix} Endpoint/${endpoint.id} address has no port; channel not opened`);
-      return undefined;
-    }
-    const params = url.searchParams;
-
-    let enhancedMode: EnhancedMode | undefined;
-    const enhanced = params.get('enhanced')?.toLowerCase();
-    if (enhanced === 'true') {
-      enhancedMode = 'standard';
-    } else if (enhanced === 'aa') {
-      enhancedMode = 'aaMode';
-    } else if (enhanced) {
-      this.log(`${prefix} invalid enhanced value '${params.get('enhanced')}'; expected 'true' or 'aa'. Enhanced mode disabled`);
-    }
-
-    let appLevelAck: AppLevelAckMode = 'AL';
-    const appLevelAckRaw = params.get('appLevelAck');
-    if (appLevelAckRaw) {
-      if (APP_LEVEL_ACK_MODES.includes(appLevelAckRaw.toUpperCase())) {
-        appLevelAck = appLevelAckRaw.toUpperCase() as AppLevelAckMode;
-      } else {
-        this.log(`${prefix} invalid appLevelAck value '${appLevelAckRaw}'; expected one of AL, ER, NE, SU. Using AL`);
-      }
-    }
-
-    let messagesPerMin: number | undefined;
-    const messagesPerMinRaw = params.get('messagesPerMin');
-    if (messagesPerMinRaw) {
-      messagesPerMin = Number.parseInt(messagesPerMinRaw, 10);
-      if (!Number.isInteger(messagesPerMin)) {
-        this.log(`${prefix} invalid messagesPerMin '${messagesPerMinRaw}'; must be an integer. Not throttling`);
-        messagesPerMin = undefined;
-      }
-    }
-
-    return {
-      address,
-      configuredPort,
-      encoding: params.get('encoding') ?? DEFAULT_ENCODING,
-      enhancedMode,
-      appLevelAck,
-      assignSeqNo: params.get('assignSeqNo')?.toLowerCase() === 'true',
-      messagesPerMin,
-    };
+    return parsed.settings;
   }
 
   /**
@@ -623,39 +549,6 @@ export class AgentBridge {
     channel.connections.clear();
     await withTimeout(closed, CLOSE_TIMEOUT_MS);
     this.log(`[HL7:${channel.name}] stopped (was listening on ${MLLP_HOST}:${channel.port})`);
-  }
-}
-
-/**
- * The stock agent's `shouldSendAppLevelAck`: whether a bot's AA/AE/AR is forwarded to the sender.
- * @param settings - The channel's enhanced mode and `appLevelAck`.
- * @param settings.enhancedMode - The enhanced mode, if any.
- * @param settings.appLevelAck - The `appLevelAck` mode.
- * @param ackCode - MSA-1 of the bot's answer (AA, AE or AR).
- * @returns True when the ACK is written to the sender.
- */
-export function shouldSendAppLevelAck(
-  settings: { readonly enhancedMode?: EnhancedMode; readonly appLevelAck: AppLevelAckMode },
-  ackCode: string
-): boolean {
-  if (!settings.enhancedMode) {
-    return true;
-  }
-  // aaMode already answered AA on receipt; a second application ACK would confuse the sender.
-  if (settings.enhancedMode === 'aaMode') {
-    return false;
-  }
-  switch (settings.appLevelAck) {
-    case 'AL':
-      return true;
-    case 'NE':
-      return false;
-    case 'ER':
-      return ackCode !== 'AA';
-    case 'SU':
-      return ackCode === 'AA';
-    default:
-      return true;
   }
 }
 

@@ -3,7 +3,7 @@ import type { FhirResponse, HttpMethod } from '@medplum/fhir-router';
 import { FhirRouter } from '@medplum/fhir-router';
 import type { Bundle, BundleEntry, OperationOutcome, Patient, Resource } from '@medplum/fhirtypes';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { loadFhirDefinitions } from './definitions.ts';
+import { loadFhirDefinitions } from '../fhir/definitions.ts';
 import { HubRepository } from './repo.ts';
 import type { ResourceChange } from './store.ts';
 import { ResourceStore } from './store.ts';

@@ -15,7 +15,7 @@ import { deployBot } from './bots/operations.ts';
 import type { DeployBotBody } from './bots/operations.ts';
 import { currentRequestContext } from './context.ts';
 import { CronScheduler } from './cron.ts';
-import { loadFhirDefinitions } from './definitions.ts';
+import { loadFhirDefinitions } from '../fhir/definitions.ts';
 import { DEFAULT_MAX_BODY_BYTES } from './http.ts';
 import { HubRepository } from './repo.ts';
 import { createRequestListener } from './server.ts';
