@@ -299,16 +299,24 @@ class ResourceStep {
   private async findMembership(profileId: string): Promise<WithId<ProjectMembership> | undefined> {
     const { client, projectId } = this.target;
     const profile = `${this.managed.resourceType}/${profileId}`;
-    const details = (await client.get(`admin/projects/${projectId}`)) as {
-      members?: { id?: string; membershipId?: string; profile?: string }[];
-    };
-    const member = details.members?.find((m) => m.profile === profile);
-    const membershipId = member?.membershipId ?? member?.id;
+    const details = (await client.get(`admin/projects/${projectId}`)) as { members?: AdminMember[] };
+    // Medplum 5 lists `{ id, profile: Reference }`; older servers `{ membershipId, profile: string }`.
+    const member = details.members?.find(
+      (m) => (typeof m.profile === 'string' ? m.profile : m.profile?.reference) === profile
+    );
+    const membershipId = member?.id ?? member?.membershipId;
     if (!membershipId) {
       return undefined;
     }
     return client.get(`admin/projects/${projectId}/members/${membershipId}`);
   }
+}
+
+/** One entry of `GET admin/projects/:projectId`'s member list. */
+interface AdminMember {
+  readonly id?: string;
+  readonly membershipId?: string;
+  readonly profile?: string | Reference;
 }
 
 function withManagedTag(resource: Resource, name: string): Resource {

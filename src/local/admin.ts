@@ -175,12 +175,11 @@ export class AdminApi {
     const memberships = await this.projectMemberships(project);
     return {
       project: { id: project.id, name: project.name },
+      // The Medplum 5 shape: references as objects.
       members: memberships.map((m) => ({
         id: m.id,
-        membershipId: m.id,
-        profile: m.profile?.reference,
-        user: m.user?.reference,
-        name: m.profile?.display,
+        user: m.user,
+        profile: m.profile,
         accessPolicy: m.accessPolicy,
         role: m.admin ? 'admin' : 'member',
       })),
