@@ -40,7 +40,7 @@ export function createRequestListener(runtime: LocalRuntime): (req: IncomingMess
   return (req, res) => {
     const context: RequestContext = { requestId: randomUUID(), traceId: traceIdFromHeaders(req.headers) };
     runInRequestContext(context, () => {
-      handle(runtime, req, res).catch((err: unknown) => {
+      handle(runtime, req, res, context).catch((err: unknown) => {
         if (res.headersSent) {
           res.destroy();
           return;
@@ -58,7 +58,12 @@ export function createRequestListener(runtime: LocalRuntime): (req: IncomingMess
   };
 }
 
-async function handle(runtime: LocalRuntime, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(
+  runtime: LocalRuntime,
+  req: IncomingMessage,
+  res: ServerResponse,
+  requestContext: RequestContext
+): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   const path = url.pathname.replaceAll('%24', '$');
   const method = (req.method ?? 'GET').toUpperCase();
@@ -81,7 +86,7 @@ async function handle(runtime: LocalRuntime, req: IncomingMessage, res: ServerRe
     sendOutcome(res, unauthorized);
     return;
   }
-  const context = { requestId: randomUUID(), traceId: traceIdFromHeaders(req.headers), auth };
+  const context: RequestContext = { ...requestContext, auth };
   await runInRequestContext(context, async () => {
     if (path === '/auth/me' && method === 'GET') {
       sendJson(res, 200, await runtime.describeSession(auth), ContentType.JSON);
