@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { buildBots } from './bots/build.ts';
 import { runBootstrap } from './commands/bootstrap.ts';
 import { findManagedClient, runDeploy } from './commands/deploy.ts';
+import { runHl7Command } from './commands/hl7.ts';
 import { describeRuntime, startHub } from './commands/start.ts';
 import { initDockerEnv } from './deploy/env-file.ts';
 import { targetFromEnv } from './deploy/target.ts';
@@ -15,6 +16,12 @@ const USAGE = `Usage: hub <command>
                         apply the hub's managed resources and bots to $MEDPLUM_BASE_URL
   bootstrap             prepare a fresh stock stack with super-admin credentials, then deploy
   client-secret <name>  print the id and secret of a managed ClientApplication on the target
+  hl7 stats [--since <ISO date>]
+                        HL7 messages received per sender and in total, by outcome (ledger)
+  hl7 dead-letters [--limit N]
+                        list open dead letters (ids, sender, type, control id, error; no PHI)
+  hl7 replay <MessageHeader id ...> | --all [--no-wait] [--timeout <s>] [--parallel <n>]
+                        replay dead letters (one replay Task each) and wait for their outcome
   env:init              create or complete .env for the Docker stack (generated secrets)
 `;
 
@@ -69,6 +76,9 @@ async function main(argv: string[]): Promise<number> {
       log(`client id:     ${client.id}`);
       log(`client secret: ${client.secret}`);
       return 0;
+    }
+    case 'hl7': {
+      return runHl7Command(targetFromEnv(process.env), args, { log, error: (line) => console.error(line) });
     }
     case 'env:init': {
       const result = await initDockerEnv(join(root, '.env'));

@@ -28,3 +28,26 @@ export const MEMBERSHIP_POLICY_EXTENSION = `${HUB_URI}/StructureDefinition/membe
  * needs the same information to run them with the same identity.
  */
 export const AGENT_CLIENT_EXTENSION = `${HUB_URI}/StructureDefinition/agent-client`;
+
+/** Organization identifier system for HL7 senders' configuration (value: MSH-4.1, or `*` for the default). */
+export const HL7_SENDER_SYSTEM = `${HUB_URI}/sid/hl7-sending-facility`;
+
+/** Extension (valueString, an IANA zone) on a sender Organization: zone of times sent without an offset. */
+export const SENDER_TIMEZONE_EXTENSION = `${HUB_URI}/StructureDefinition/hl7-sender-timezone`;
+
+/**
+ * Extension (valueInstant) on every resource written from a message: the time of the event that
+ * wrote it (EVN-2, else MSH-7). An older message never overwrites what a newer one wrote, so
+ * feeds that arrive out of order converge.
+ */
+export const SOURCE_TIME_EXTENSION = `${HUB_URI}/StructureDefinition/source-event-time`;
+
+/** Base of hub-scoped identifier systems (synthetic keys, unmapped assigning authorities, sender-local ids). */
+export const HUB_SID = `${HUB_URI}/sid`;
+
+/**
+ * Extension (valueString, comma-separated element names) on resources written from messages:
+ * elements set by a message that was not authoritative for them (defaults, `fill` plans), which
+ * the first authoritative message replaces whatever its event time.
+ */
+export const PROVISIONAL_EXTENSION = `${HUB_URI}/StructureDefinition/provisional-elements`;

@@ -1,5 +1,6 @@
 import type { AckCode, Hl7Message } from '@medplum/core';
 import { Hl7Segment } from '@medplum/core';
+import { encodeEscapes } from './fields.ts';
 
 /** HL7 table 0357 (message error condition codes) values the hub uses. */
 export const Hl7ErrorCode = {
@@ -13,6 +14,8 @@ export const Hl7ErrorCode = {
   UnsupportedMessageType: '200',
   /** Unsupported event code. */
   UnsupportedEventCode: '201',
+  /** Duplicate key identifier. */
+  DuplicateKey: '205',
   /** Application internal error. */
   ApplicationInternalError: '207',
 } as const;
@@ -33,6 +36,30 @@ export interface AckError {
 }
 
 /**
+ * Builds an ACK with one ERR segment per issue: errors (severity E) for AE/AR, warnings (severity
+ * W) alongside an AA. MSA-3 carries the first error's text, or "OK".
+ * @param message - The message being answered (an `Hl7Message`, or a duck-typed one from another realm).
+ * @param ackCode - AA, AE or AR.
+ * @param issues - Errors and warnings, in order.
+ * @returns The ACK message.
+ */
+export function buildAckWithIssues(
+  message: Hl7Message,
+  ackCode: AckCode,
+  issues: readonly (AckError & { readonly severity?: 'error' | 'warning' })[]
+): Hl7Message {
+  const ack = message.buildAck({ ackCode });
+  for (const issue of issues) {
+    ack.segments.push(errSegment(message, issue, issue.severity === 'warning' ? 'W' : 'E'));
+  }
+  const firstError = issues.find((i) => i.severity !== 'warning');
+  if (firstError && ackCode !== 'AA') {
+    ack.getSegment('MSA')?.setField(3, escapeText(firstError.text, message));
+  }
+  return ack;
+}
+
+/**
  * Builds the answer to a message: `@medplum/core`'s ACK (swapped sender/receiver, MSA-2 = the
  * original MSH-10), with MSA-3 carrying the error text and an ERR segment (ERR-2 location, ERR-3
  * table 0357 code, ERR-4 severity, ERR-8 user message) when there is an error.
@@ -42,20 +69,25 @@ export interface AckError {
  * @returns The ACK message.
  */
 export function buildAnswer(message: Hl7Message, ackCode: AckCode, error?: AckError): Hl7Message {
-  if (!error) {
-    return message.buildAck({ ackCode });
-  }
+  return buildAckWithIssues(message, ackCode, error ? [{ ...error, severity: ackCode === 'AA' ? 'warning' : 'error' }] : []);
+}
+
+function errSegment(message: Hl7Message, error: AckError, severity: 'E' | 'W'): Hl7Segment {
   const location = error.location
-    ? [error.location.segment, String(error.location.sequence ?? 1), error.location.field ? String(error.location.field) : ''].join('^')
+    ? [error.location.segment, String(error.location.sequence ?? 1), error.location.field ? String(error.location.field) : ''].join(
+        message.context.componentSeparator
+      )
     : '';
-  const severity = ackCode === 'AA' ? 'W' : 'E';
-  const err = new Hl7Segment(
-    ['ERR', '', location, `${error.code}^${table0357Text(error.code)}^HL70357`, severity, '', '', '', error.text],
+  const c = message.context.componentSeparator;
+  return new Hl7Segment(
+    ['ERR', '', location, `${error.code}${c}${table0357Text(error.code)}${c}HL70357`, severity, '', '', '', escapeText(error.text, message)],
     message.context
   );
-  const ack = message.buildAck({ ackCode, errSegment: err });
-  ack.getSegment('MSA')?.setField(3, error.text);
-  return ack;
+}
+
+/** ACK texts may name fields and values from configuration; delimiters in them must be escaped. */
+function escapeText(text: string, message: Hl7Message): string {
+  return encodeEscapes(text.slice(0, 200), message.context);
 }
 
 function table0357Text(code: string): string {
@@ -70,6 +102,8 @@ function table0357Text(code: string): string {
       return 'Unsupported message type';
     case '201':
       return 'Unsupported event code';
+    case '205':
+      return 'Duplicate key identifier';
     default:
       return 'Application internal error';
   }

@@ -10,6 +10,8 @@ import {
   globalSchema,
   gone,
   matchesSearchRequest,
+  Operator,
+  splitSearchOnComma,
   normalizeOperationOutcome,
   notFound,
   OperationOutcomeError,
@@ -228,7 +230,7 @@ export class HubRepository extends FhirRepository<undefined> {
     let matches: WithId<T>[] = [];
     for (const resourceType of types) {
       const typed = { ...searchRequest, resourceType } as SearchRequest<T>;
-      for (const id of this.store.ids(resourceType)) {
+      for (const id of this.candidateIds(resourceType, searchRequest)) {
         const latest = this.store.latest(resourceType, id);
         if (latest && !latest.deleted && this.canSee(latest.resource) && matchesSearchRequest(latest.resource, typed)) {
           matches.push(latest.resource as WithId<T>);
@@ -347,6 +349,32 @@ export class HubRepository extends FhirRepository<undefined> {
       }
     }
     return links;
+  }
+
+  /**
+   * Ids worth checking for a search: the token index answers `identifier=system|value[,...]` and
+   * `_tag=system|code[,...]` filters; anything else scans the type.
+   */
+  private candidateIds(resourceType: string, searchRequest: SearchRequest): string[] {
+    for (const filter of searchRequest.filters ?? []) {
+      if ((filter.code !== 'identifier' && filter.code !== '_tag') || filter.operator !== Operator.EQUALS) {
+        continue;
+      }
+      const tokens = splitSearchOnComma(filter.value).map((t) => {
+        const bar = t.indexOf('|');
+        return bar > 0 && bar < t.length - 1 ? [t.slice(0, bar), t.slice(bar + 1)] : undefined;
+      });
+      if (tokens.every((t) => t !== undefined)) {
+        const ids = new Set<string>();
+        for (const [system, value] of tokens as [string, string][]) {
+          for (const id of this.store.idsWithToken(resourceType, filter.code, system, value)) {
+            ids.add(id);
+          }
+        }
+        return [...ids];
+      }
+    }
+    return this.store.ids(resourceType);
   }
 
   private isSystem(): boolean {

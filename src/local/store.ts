@@ -40,6 +40,12 @@ interface OpenTransaction {
 export class ResourceStore {
   private readonly versions = new Map<string, StoredVersion[]>();
   private readonly idsByType = new Map<string, Set<string>>();
+  /**
+   * `type` → `identifier|system|value` or `_tag|system|code` (lower case) → ids. Additive: it
+   * lists every id that ever carried the token, so it is a superset and searches still check the
+   * current version; it turns identifier and tag lookups from scans into map hits.
+   */
+  private readonly tokenIndex = new Map<string, Map<string, Set<string>>>();
   private readonly listeners: ChangeListener[] = [];
   private readonly context = new AsyncLocalStorage<OpenTransaction>();
   private lock: Promise<void> = Promise.resolve();
@@ -146,6 +152,28 @@ export class ResourceStore {
     return [...result];
   }
 
+  /**
+   * Ids that may carry a token, as seen by the caller (a superset: check the current version).
+   * @param resourceType - The resource type.
+   * @param param - `identifier` or `_tag`.
+   * @param system - The token's system.
+   * @param value - The token's value (or tag code).
+   * @returns Candidate ids.
+   */
+  idsWithToken(resourceType: string, param: 'identifier' | '_tag', system: string, value: string): string[] {
+    const result = new Set(this.tokenIndex.get(resourceType)?.get(tokenKey(param, system, value)));
+    const txn = this.context.getStore();
+    if (txn) {
+      for (const list of txn.pending.values()) {
+        const resource = list[list.length - 1].resource;
+        if (resource.resourceType === resourceType) {
+          result.add(resource.id);
+        }
+      }
+    }
+    return [...result];
+  }
+
   /** @returns The resource types that have at least one stored id. */
   resourceTypes(): string[] {
     return [...this.idsByType.keys()];
@@ -166,6 +194,35 @@ export class ResourceStore {
         ids.add(id);
       }
       committed.push(...list);
+      for (const version of list) {
+        this.indexTokens(version.resource);
+      }
+    }
+  }
+
+  private indexTokens(resource: WithId<Resource>): void {
+    let index = this.tokenIndex.get(resource.resourceType);
+    if (!index) {
+      index = new Map();
+      this.tokenIndex.set(resource.resourceType, index);
+    }
+    const add = (key: string): void => {
+      let ids = index.get(key);
+      if (!ids) {
+        ids = new Set();
+        index.set(key, ids);
+      }
+      ids.add(resource.id);
+    };
+    for (const identifier of (resource as { identifier?: { system?: string; value?: string }[] }).identifier ?? []) {
+      if (identifier.system && identifier.value) {
+        add(tokenKey('identifier', identifier.system, identifier.value));
+      }
+    }
+    for (const tag of resource.meta?.tag ?? []) {
+      if (tag.system && tag.code) {
+        add(tokenKey('_tag', tag.system, tag.code));
+      }
     }
   }
 
@@ -179,6 +236,10 @@ export class ResourceStore {
     await previous;
     return release;
   }
+}
+
+function tokenKey(param: string, system: string, value: string): string {
+  return `${param}|${system}|${value}`.toLowerCase();
 }
 
 function keyOf(resourceType: string, id: string): string {

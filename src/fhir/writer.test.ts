@@ -1,0 +1,151 @@
+import { MedplumClient } from '@medplum/core';
+import type { DiagnosticReport, Encounter, MessageHeader, Observation, Patient } from '@medplum/fhirtypes';
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { LocalRuntime } from '../local/runtime.ts';
+import type { MessagePlan, ResourcePlan } from '../mapping/plan.ts';
+import { localRef } from '../mapping/plan.ts';
+import { commitPlan, IdentityConflictError, MAX_UPDATES_PER_TRANSACTION } from './writer.ts';
+
+const SYS = 'https://northside.example.org/fhir/sid/mrn';
+let runtime: LocalRuntime;
+let medplum: MedplumClient;
+
+beforeAll(async () => {
+  runtime = await new LocalRuntime({ port: 0, mllpPort: () => 0 }).start();
+  medplum = new MedplumClient({ baseUrl: runtime.baseUrl });
+  await medplum.startClientLogin(runtime.adminCredentials.clientId, runtime.adminCredentials.clientSecret);
+});
+
+afterAll(async () => {
+  await runtime?.stop();
+});
+
+function patientPlan(mrn: string, family: string): ResourcePlan<Patient> {
+  const id = { system: SYS, value: mrn };
+  return { key: 'Patient', resource: { resourceType: 'Patient', identifier: [id], name: [{ family }] }, identifiers: [id], merge: 'overlay' };
+}
+
+function encounterPlan(visit: string): ResourcePlan<Encounter> {
+  const id = { system: 'urn:visit', value: visit };
+  return {
+    key: 'Encounter',
+    resource: { resourceType: 'Encounter', identifier: [id], status: 'in-progress', class: { code: 'IMP' }, subject: localRef('Patient') },
+    identifiers: [id],
+    merge: 'overlay',
+  };
+}
+
+const ledger = (refs: Readonly<Record<string, string>>): MessageHeader => ({
+  resourceType: 'MessageHeader',
+  eventCoding: { code: 'A01' },
+  source: { endpoint: 'urn:test' },
+  focus: Object.values(refs).map((reference) => ({ reference })),
+});
+
+describe('commitPlan', () => {
+  test('creates resources and the ledger entry in one transaction, references resolved', async () => {
+    const plan: MessagePlan = { resources: [patientPlan('W1', 'Rivera'), encounterPlan('V1')], warnings: [] };
+    const result = await commitPlan(medplum, plan, { ledger, eventTime: '2024-01-01T10:00:00Z' });
+    expect(result.created).toEqual(['Patient', 'Encounter']);
+    const encounter = await medplum.readReference<Encounter>({ reference: result.references.Encounter });
+    expect(encounter.subject?.reference).toBe(result.references.Patient);
+    const header = await medplum.readReference<MessageHeader>({ reference: result.ledger as string });
+    expect(header.focus?.map((f) => f.reference).sort()).toEqual(Object.values(result.references).sort());
+  });
+
+  test('the same plan again changes nothing', async () => {
+    const plan: MessagePlan = { resources: [patientPlan('W1', 'Rivera'), encounterPlan('V1')], warnings: [] };
+    const before = await medplum.searchOne('Patient', { identifier: `${SYS}|W1` });
+    const result = await commitPlan(medplum, plan, { eventTime: '2024-01-01T10:00:00Z' });
+    expect(result.unchanged).toEqual(['Patient', 'Encounter']);
+    const after = await medplum.searchOne('Patient', { identifier: `${SYS}|W1` });
+    expect(after?.meta?.versionId).toBe(before?.meta?.versionId);
+  });
+
+  test('updates keep what other feeds wrote', async () => {
+    const stored = (await medplum.searchOne('Patient', { identifier: `${SYS}|W1` })) as Patient;
+    await medplum.updateResource<Patient>({ ...stored, identifier: [...(stored.identifier ?? []), { system: 'urn:empi', value: 'E1' }], gender: 'female' });
+    const result = await commitPlan(medplum, { resources: [patientPlan('W1', 'Rivera-Lopez')], warnings: [] }, { eventTime: '2024-02-01T00:00:00Z' });
+    expect(result.updated).toEqual(['Patient']);
+    const after = (await medplum.searchOne('Patient', { identifier: `${SYS}|W1` })) as Patient;
+    expect(after.name?.[0].family).toBe('Rivera-Lopez');
+    expect(after.gender).toBe('female');
+    expect(after.identifier).toContainEqual({ system: 'urn:empi', value: 'E1' });
+  });
+
+  test('identifiers that point at two different patients are an identity conflict', async () => {
+    await commitPlan(medplum, { resources: [patientPlan('W2', 'Other')], warnings: [] });
+    const both = { system: SYS, value: 'W1' };
+    const other = { system: SYS, value: 'W2' };
+    const conflicting: ResourcePlan<Patient> = {
+      key: 'Patient',
+      resource: { resourceType: 'Patient', identifier: [both, other] },
+      identifiers: [both, other],
+      merge: 'overlay',
+    };
+    await expect(commitPlan(medplum, { resources: [conflicting], warnings: [] })).rejects.toBeInstanceOf(IdentityConflictError);
+  });
+
+  test('a search that also finds a merged-away patient resolves to the survivor', async () => {
+    const [a, b] = [await medplum.searchOne('Patient', { identifier: `${SYS}|W1` }), await medplum.searchOne('Patient', { identifier: `${SYS}|W2` })] as Patient[];
+    await medplum.updateResource<Patient>({ ...b, active: false, link: [{ type: 'replaced-by', other: { reference: `Patient/${a.id}` } }] });
+    const plan = patientPlan('W1', 'Survivor');
+    const result = await commitPlan(medplum, { resources: [{ ...plan, identifiers: [{ system: SYS, value: 'W1' }, { system: SYS, value: 'W2' }] }], warnings: [] });
+    expect(result.references.Patient).toBe(`Patient/${a.id}`);
+  });
+
+  test('concurrent messages for the same records both commit (version conflicts are retried)', async () => {
+    const plans = [0, 1, 2, 3].map((i) => ({ resources: [patientPlan('W3', `Concurrent${i}`), encounterPlan('V3')], warnings: [] }));
+    const results = await Promise.all(plans.map((p, i) => commitPlan(medplum, p, { eventTime: `2024-03-0${i + 1}T00:00:00Z` })));
+    expect(results).toHaveLength(4);
+    const patients = await medplum.searchResources('Patient', { identifier: `${SYS}|W3` });
+    expect(patients).toHaveLength(1);
+    // Whatever order they committed in, the newest event wins.
+    expect(patients[0].name?.[0].family).toBe('Concurrent3');
+    expect(await medplum.searchResources('Encounter', { identifier: 'urn:visit|V3' })).toHaveLength(1);
+  });
+
+  test('attachment content is stored once as a Binary', async () => {
+    const data = Buffer.from('%PDF-1.4 test').toString('base64');
+    const hash = createHash('sha1').update(Buffer.from(data, 'base64')).digest('base64');
+    const reportPlan = (): ResourcePlan<DiagnosticReport> => ({
+      key: 'DiagnosticReport',
+      resource: {
+        resourceType: 'DiagnosticReport',
+        identifier: [{ system: 'urn:report', value: 'R1' }],
+        status: 'final',
+        code: { text: 'Report' },
+        presentedForm: [{ contentType: 'application/pdf', data, hash, title: 'report.pdf' }],
+      },
+      identifiers: [{ system: 'urn:report', value: 'R1' }],
+      merge: 'overlay',
+      uploads: [{ path: 'presentedForm.0', contentType: 'application/pdf', data, hash }],
+    });
+    const first = await commitPlan(medplum, { resources: [reportPlan()], warnings: [] });
+    const report = await medplum.readReference<DiagnosticReport>({ reference: first.references.DiagnosticReport });
+    const pdf = await (await medplum.download(report.presentedForm?.[0].url as string)).text();
+    expect(pdf).toBe('%PDF-1.4 test');
+    const again = await commitPlan(medplum, { resources: [reportPlan()], warnings: [] });
+    expect(again.unchanged).toEqual(['DiagnosticReport']);
+  });
+
+  test(`more than ${MAX_UPDATES_PER_TRANSACTION} updates are split into several transactions`, async () => {
+    const observations = (value: number): ResourcePlan<Observation>[] =>
+      Array.from({ length: 60 }, (_, i) => {
+        const id = { system: 'urn:obs', value: `O${i}` };
+        return {
+          key: `Observation/${i}`,
+          resource: { resourceType: 'Observation', identifier: [id], status: 'final', code: { text: `test ${i}` }, valueQuantity: { value } },
+          identifiers: [id],
+          merge: 'overlay',
+        };
+      });
+    await commitPlan(medplum, { resources: observations(1), warnings: [] }, { ledger });
+    const result = await commitPlan(medplum, { resources: observations(2), warnings: [] }, { ledger });
+    expect(result.updated).toHaveLength(60);
+    expect(result.ledger).toMatch(/^MessageHeader\//);
+    const stored = await medplum.searchResources('Observation', { identifier: 'urn:obs|O59' });
+    expect(stored[0].valueQuantity?.value).toBe(2);
+  });
+});

@@ -1,0 +1,98 @@
+import { Hl7Context, Hl7Message, Hl7Segment } from '@medplum/core';
+
+/** Why a text could not be read as an HL7 v2 message at all (answered with AR). */
+export class Hl7FormatError extends Error {}
+
+/**
+ * Reads an HL7 v2 message the way real senders write them, not only the way the standard does:
+ * a leading byte-order mark, CR, LF or CRLF segment ends, blank lines and trailing empty segments,
+ * non-default delimiters (MSH-1/MSH-2), and an MSH-2 shorter than four characters (a missing
+ * subcomponent separator). The result is a `@medplum/core` `Hl7Message` with a correct context.
+ * @param input - ER7 text, or an `Hl7Message` (also one from another realm, as bots receive).
+ * @returns The message.
+ */
+export function readHl7Message(input: string | { toString(): string }): Hl7Message {
+  let text = typeof input === 'string' ? input : input.toString();
+  if (text.charCodeAt(0) === 0xfeff) {
+    text = text.slice(1);
+  }
+  text = text.replace(/^[\s\u0000]+/, '');
+  if (!text.startsWith('MSH')) {
+    throw new Hl7FormatError('Message does not start with an MSH segment');
+  }
+  const fieldSeparator = text.charAt(3);
+  if (!fieldSeparator || /[\r\n\w]/.test(fieldSeparator)) {
+    throw new Hl7FormatError('MSH-1 (field separator) is missing or invalid');
+  }
+  const encodingEnd = text.indexOf(fieldSeparator, 4);
+  const encoding = text.slice(4, encodingEnd < 0 ? undefined : encodingEnd);
+  if (encoding.length < 2 || /[\r\n]/.test(encoding)) {
+    throw new Hl7FormatError('MSH-2 (encoding characters) is missing or invalid');
+  }
+  const context = new Hl7Context(
+    '\r',
+    fieldSeparator,
+    encoding.charAt(0),
+    encoding.charAt(1),
+    encoding.charAt(2) || '\\',
+    encoding.charAt(3) || '&'
+  );
+  const lines = text
+    .split(/\r\n|\r|\n/)
+    .map((line) => line.replace(/\s+$/, ''))
+    .filter((line) => line.length > 0);
+  const segments = lines.map((line, index) => {
+    if (index > 0 && !/^[A-Z][A-Z0-9]{2}$/.test(line.slice(0, 3))) {
+      throw new Hl7FormatError(`Segment ${index + 1} does not start with a segment name`);
+    }
+    return Hl7Segment.parse(line, context);
+  });
+  return new Hl7Message(segments, context);
+}
+
+/** The parts of MSH the hub routes and records by. */
+export interface MessageHeaderInfo {
+  readonly sendingApplication: string;
+  readonly sendingFacility: string;
+  readonly receivingApplication: string;
+  readonly receivingFacility: string;
+  /** MSH-7 as sent. */
+  readonly dateTime: string;
+  /** MSH-9.1, e.g. ADT. */
+  readonly messageCode: string;
+  /** MSH-9.2, e.g. A01. */
+  readonly triggerEvent: string;
+  /** MSH-9.3, e.g. ADT_A01 (may be empty in older versions). */
+  readonly messageStructure: string;
+  /** MSH-10. */
+  readonly controlId: string;
+  /** MSH-11.1, P, T or D. */
+  readonly processingId: string;
+  /** MSH-12.1, e.g. 2.5.1. */
+  readonly version: string;
+  /** MSH-18 (first repetition), e.g. UNICODE UTF-8 or 8859/1. */
+  readonly characterSet: string;
+}
+
+/**
+ * @param message - A message read by {@link readHl7Message}.
+ * @returns The MSH fields the hub uses, first components only, unescaped.
+ */
+export function readMessageHeader(message: Hl7Message): MessageHeaderInfo {
+  const msh = message.getSegment('MSH') as Hl7Segment;
+  const c = (field: number, component = 1): string => msh.getComponent(field, component) ?? '';
+  return {
+    sendingApplication: c(3),
+    sendingFacility: c(4),
+    receivingApplication: c(5),
+    receivingFacility: c(6),
+    dateTime: c(7),
+    messageCode: c(9, 1).toUpperCase(),
+    triggerEvent: c(9, 2).toUpperCase(),
+    messageStructure: c(9, 3).toUpperCase(),
+    controlId: c(10),
+    processingId: c(11),
+    version: c(12),
+    characterSet: (msh.getField(18)?.toString() ?? '').split(message.context.repetitionSeparator)[0],
+  };
+}
