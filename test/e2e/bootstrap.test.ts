@@ -72,7 +72,7 @@ describe('bootstrap a fresh server with super-admin credentials', () => {
     await admin.startClientLogin(adminId, values.get('MEDPLUM_CLIENT_SECRET') as string);
     expect(admin.getProject()?.id).toBe(project.id);
     const bots = (await admin.searchResources('Bot', {})) as Bot[];
-    expect(bots.map((b) => b.name)).toContain('adt-inbound');
+    expect(bots.map((b) => b.name)).toContain('hl7-inbound');
     const [agent] = (await admin.searchResources('Agent', {})) as Agent[];
     expect(values.get('MEDPLUM_AGENT_ID')).toBe(agent.id);
     const agentClient = (await admin.readResource('ClientApplication', values.get('MEDPLUM_AGENT_CLIENT_ID') as string)) as ClientApplication;
@@ -92,12 +92,12 @@ describe('bootstrap a fresh server with super-admin credentials', () => {
   });
 
   test('the deployed agent channel answers over MLLP', async () => {
-    const listener = runtime.agents.listeners().find((l) => l.channel === 'adt-inbound');
+    const listener = runtime.agents.listeners().find((l) => l.channel === 'northside-adt');
     expect(listener).toBeDefined();
     const sender = new MllpSender(listener?.host as string, listener?.port as number);
     try {
       const [ack] = await sender.send(
-        'MSH|^~\\&|EPIC|HOSP|HUB|HUB|20240101120000||ADT^A04^ADT_A01|BOOT1|P|2.5.1\rPID|1||B1^^^BOOT^MR||Boot^Strap'
+        'MSH|^~\\&|EPIC|HOSP|HUB|HUB|20240101120000||ADT^A04^ADT_A01|BOOT1|P|2.5.1\rPID|1||B1^^^BOOT^MR||Boot^Strap\rPV1|1|O'
       );
       expect(ackCode(ack)).toBe('AA');
     } finally {

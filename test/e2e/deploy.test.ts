@@ -48,7 +48,7 @@ describe('deploy managed resources and bots', () => {
     const plan = await deployOnce(true);
     expect(plan.entries.map((e) => e.action)).toEqual(plan.entries.map(() => 'create'));
     expect(plan.entries.map((e) => e.key)).toEqual(
-      expect.arrayContaining(['AccessPolicy/agent', 'ClientApplication/client-agent', 'Endpoint/endpoint-adt', 'Bot/adt-inbound', 'Agent/agent'])
+      expect.arrayContaining(['AccessPolicy/agent', 'ClientApplication/client-agent', 'Endpoint/endpoint-adt', 'Bot/hl7-inbound', 'Agent/agent'])
     );
     expect(await target.client.searchResources('Bot', {})).toHaveLength(0);
   });
@@ -56,7 +56,7 @@ describe('deploy managed resources and bots', () => {
   test('apply creates everything; applying twice changes nothing', async () => {
     const first = await deployOnce();
     expect(first.entries.every((e) => e.action === 'create')).toBe(true);
-    expect(first.entries.find((e) => e.key === 'Bot/adt-inbound')?.code?.action).toBe('deploy');
+    expect(first.entries.find((e) => e.key === 'Bot/hl7-inbound')?.code?.action).toBe('deploy');
     const second = await deployOnce();
     expect(isNoop(second)).toBe(true);
     expect(lines.at(-2)).toBe('No changes.');
@@ -65,37 +65,37 @@ describe('deploy managed resources and bots', () => {
   });
 
   test('references resolve to target ids and memberships get their policies', async () => {
-    const [bot] = await target.client.searchResources('Bot', { identifier: `${BOT_NAME_SYSTEM}|adt-inbound` });
-    const [policy] = await target.client.searchResources('AccessPolicy', { _tag: `${MANAGED_TAG_SYSTEM}|bot-adt-inbound` });
+    const [bot] = await target.client.searchResources('Bot', { identifier: `${BOT_NAME_SYSTEM}|hl7-inbound` });
+    const [policy] = await target.client.searchResources('AccessPolicy', { _tag: `${MANAGED_TAG_SYSTEM}|bot-hl7` });
     const [agent] = await target.client.searchResources('Agent', { _tag: `${MANAGED_TAG_SYSTEM}|agent` });
     expect(agent.channel?.[0].targetReference?.reference).toBe(`Bot/${bot.id}`);
     const membership = (await target.client.searchOne('ProjectMembership', { profile: `Bot/${bot.id}` })) as ProjectMembership;
     expect(membership.accessPolicy?.reference).toBe(`AccessPolicy/${policy.id}`);
     // The local runtime opened the agent channel after deploy told the agent to reload.
-    expect(runtime.agents.listeners().map((l) => l.channel)).toContain('adt-inbound');
+    expect(runtime.agents.listeners().map((l) => l.channel)).toContain('northside-adt');
     const config = JSON.parse(await readFile(join(root, 'medplum.config.json'), 'utf8'));
-    expect(config.bots).toEqual([{ name: 'adt-inbound', id: bot.id, source: 'bots/adt-inbound/index.ts', dist: 'dist/bots/adt-inbound.js' }]);
+    expect(config.bots).toContainEqual({ name: 'hl7-inbound', id: bot.id, source: 'bots/hl7-inbound/index.ts', dist: 'dist/bots/hl7-inbound.js' });
   });
 
   test('a changed file is planned and applied as an update of only that resource', async () => {
-    const file = join(root, 'access-policies', 'bot-adt-inbound.json');
+    const file = join(root, 'access-policies', 'bot-hl7.json');
     const policy = JSON.parse(await readFile(file, 'utf8')) as AccessPolicy;
     policy.resource?.push({ resourceType: 'Organization', readonly: true });
     await writeFile(file, JSON.stringify(policy));
     const plan = await deployOnce(true);
     const changed = plan.entries.filter((e) => e.action !== 'unchanged');
-    expect(changed.map((e) => [e.key, e.action, e.changedFields])).toEqual([['AccessPolicy/bot-adt-inbound', 'update', ['resource']]]);
+    expect(changed.map((e) => [e.key, e.action, e.changedFields])).toEqual([['AccessPolicy/bot-hl7', 'update', ['resource']]]);
     await deployOnce();
     expect(isNoop(await deployOnce())).toBe(true);
   });
 
   test('a bot is redeployed only when its bundle hash changes, and records the version it runs', async () => {
-    const [before] = await target.client.searchResources('Bot', { identifier: `${BOT_NAME_SYSTEM}|adt-inbound` });
-    const source = join(root, 'bots', 'adt-inbound', 'index.ts');
+    const [before] = await target.client.searchResources('Bot', { identifier: `${BOT_NAME_SYSTEM}|hl7-inbound` });
+    const source = join(root, 'bots', 'hl7-inbound', 'index.ts');
     const code = await readFile(source, 'utf8');
-    await writeFile(source, code.replace('Patient could not be stored', 'Patient could not be stored (v2)'));
+    await writeFile(source, code.replace('return result.ack;', "console.log('bundle (v2)');\n  return result.ack;"));
     const report = await deployOnce();
-    const entry = report.entries.find((e) => e.key === 'Bot/adt-inbound');
+    const entry = report.entries.find((e) => e.key === 'Bot/hl7-inbound');
     expect(entry?.code?.action).toBe('deploy');
     const after = (await target.client.readResource('Bot', before.id as string)) as Bot;
     expect(after.executableCode?.url).not.toBe(before.executableCode?.url);
@@ -108,12 +108,12 @@ describe('deploy managed resources and bots', () => {
   });
 
   test('a membership policy changed by hand is set back', async () => {
-    const [bot] = await target.client.searchResources('Bot', { identifier: `${BOT_NAME_SYSTEM}|adt-inbound` });
+    const [bot] = await target.client.searchResources('Bot', { identifier: `${BOT_NAME_SYSTEM}|hl7-inbound` });
     const membership = (await target.client.searchOne('ProjectMembership', { profile: `Bot/${bot.id}` })) as ProjectMembership;
     const projectId = target.projectId;
     await target.client.post(`admin/projects/${projectId}/members/${membership.id}`, { ...membership, accessPolicy: undefined });
     const report = await deployOnce();
-    expect(report.entries.find((e) => e.key === 'Bot/adt-inbound')?.membershipPolicy?.action).toBe('set');
+    expect(report.entries.find((e) => e.key === 'Bot/hl7-inbound')?.membershipPolicy?.action).toBe('set');
     expect(isNoop(await deployOnce())).toBe(true);
   });
 
@@ -149,7 +149,7 @@ describe('deploy managed resources and bots', () => {
       timeout: 60_000,
     });
     expect(stdout).toMatch(/Plan for http:\/\/127\.0\.0\.1:\d+\//);
-    expect(stdout).toMatch(/unchanged Bot\/adt-inbound/);
+    expect(stdout).toMatch(/unchanged Bot\/hl7-inbound/);
     expect(stdout).toContain('No changes.');
   });
 
@@ -158,8 +158,8 @@ describe('deploy managed resources and bots', () => {
     const client = new MedplumClient({ baseUrl: runtime.baseUrl });
     await client.startClientLogin(admin.clientId, admin.clientSecret);
     const ack = await client.executeBot(
-      { system: BOT_NAME_SYSTEM, value: 'adt-inbound' },
-      'MSH|^~\\&|A|B|C|D|20240101||ORU^R01|X1|P|2.5.1\rPID|1||1^^^HOSP^MR',
+      { system: BOT_NAME_SYSTEM, value: 'hl7-inbound' },
+      'MSH|^~\\&|A|B|C|D|20240101||QRY^A19|X1|P|2.5.1\rQRD|20240101|R|I|Q1',
       'x-application/hl7-v2+er7'
     );
     expect(ack).toContain('MSA|AR|X1');

@@ -9,7 +9,7 @@ import { WebhookReceiver } from '../support/webhook-receiver.ts';
 
 /**
  * The first flow end to end over real sockets: an ADT message sent over MLLP with
- * node-hl7-client reaches the adt-inbound bot through the agent channel, the bot upserts the
+ * node-hl7-client reaches the hl7-inbound bot through the agent channel, the bot upserts the
  * Patient and answers AA after the write; a Subscription on Patient delivers a signed webhook to
  * a local HTTP receiver that verifies the signature over the exact body.
  */
@@ -35,7 +35,7 @@ describe('first flow: ADT over MLLP -> Patient -> signed webhook', () => {
 
   beforeAll(async () => {
     target = await startE2eTarget();
-    const mllp = target.mllp('adt-inbound');
+    const mllp = target.mllp('northside-adt');
     if ('skip' in mllp) {
       mllpSkip = mllp.skip;
     } else {
@@ -135,7 +135,7 @@ describe('first flow: ADT over MLLP -> Patient -> signed webhook', () => {
     ctx.skip(!sender, mllpSkip);
     const controlId = 'E2E-' + randomUUID();
     const [ack] = await (sender as MllpSender).send(
-      `MSH|^~\\&|EPIC|HOSP|HUB|HUB|20240101120000||ADT^A01^ADT_A01|${controlId}|P|2.5.1\rPID|1||NOAUTHORITY||Doe^John`
+      `MSH|^~\\&|EPIC|HOSP|HUB|HUB|20240101120000||ADT^A01^ADT_A01|${controlId}|P|2.5.1\rPID|1||||Doe^John`
     );
     expect(ackCode(ack)).toBe('AE');
     expect(ack).toMatch(/\rERR\|\|PID\^1\^3\|101\^/);

@@ -23,7 +23,8 @@ const ROOT = join(import.meta.dirname, '..', '..');
 /**
  * Chooses the target: a stock Medplum server when `MEDPLUM_BASE_URL`, `MEDPLUM_CLIENT_ID` and
  * `MEDPLUM_CLIENT_SECRET` are set (the hub must have been deployed there with `npm run deploy`;
- * `HUB_E2E_AGENT_MLLP_HOST`/`HUB_E2E_AGENT_MLLP_PORT` give the stock agent's ADT channel and
+ * `HUB_E2E_AGENT_MLLP_HOST` and `HUB_E2E_AGENT_MLLP_PORT_<CHANNEL>` give the stock agent's channels
+ * (`HUB_E2E_AGENT_MLLP_PORT` for northside-adt) and
  * `HUB_E2E_RECEIVER_HOST` an interface the server can reach), otherwise a fresh local runtime on
  * free loopback ports with the hub deployed into it by `npm start`'s own code path.
  * @returns The target.
@@ -34,15 +35,18 @@ export async function startE2eTarget(): Promise<E2eTarget> {
     const client = new MedplumClient({ baseUrl: env.MEDPLUM_BASE_URL, clientId: env.MEDPLUM_CLIENT_ID });
     await client.startClientLogin(env.MEDPLUM_CLIENT_ID, env.MEDPLUM_CLIENT_SECRET);
     const mllpHost = env.HUB_E2E_AGENT_MLLP_HOST;
-    const mllpPort = env.HUB_E2E_AGENT_MLLP_PORT ? Number(env.HUB_E2E_AGENT_MLLP_PORT) : undefined;
     return {
       kind: 'stock',
       baseUrl: env.MEDPLUM_BASE_URL,
       client,
-      mllp: () =>
-        mllpHost && mllpPort
-          ? { host: mllpHost, port: mllpPort }
-          : { skip: 'stock target: set HUB_E2E_AGENT_MLLP_HOST and HUB_E2E_AGENT_MLLP_PORT to reach the stock agent' },
+      mllp: (channel) => {
+        // HUB_E2E_AGENT_MLLP_PORT_<CHANNEL> per channel (e.g. _ACME_LAB); HUB_E2E_AGENT_MLLP_PORT for northside-adt.
+        const name = `HUB_E2E_AGENT_MLLP_PORT_${channel.toUpperCase().replaceAll('-', '_')}`;
+        const port = env[name] ?? (channel === 'northside-adt' ? env.HUB_E2E_AGENT_MLLP_PORT : undefined);
+        return mllpHost && port
+          ? { host: mllpHost, port: Number(port) }
+          : { skip: `stock target: set HUB_E2E_AGENT_MLLP_HOST and ${name} to reach the stock agent's ${channel} channel` };
+      },
       receiverHost: env.HUB_E2E_RECEIVER_HOST ?? {
         skip: 'stock target: set HUB_E2E_RECEIVER_HOST to an interface the Medplum server can reach for webhooks',
       },
