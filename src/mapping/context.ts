@@ -60,6 +60,10 @@ const TABLE_0396: Record<string, string> = {
  * assigning authorities and coding-system names into URIs, ConceptMap translations, and the
  * warnings collected while mapping. Built from data ({@link MappingConfig}); no I/O.
  */
+const OID = /^[0-2](\.(0|[1-9]\d*))+$/;
+const ABSOLUTE_URI = /^[A-Za-z][A-Za-z0-9+.-]*:\S+$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export class MappingContext {
   readonly header: MessageHeaderInfo;
   readonly timeZone: string | undefined;
@@ -108,15 +112,19 @@ export class MappingContext {
     if (preferred?.value) {
       return preferred.value;
     }
-    const type = universalIdType.toUpperCase();
-    if (universalId && type === 'ISO') {
-      return 'urn:oid:' + universalId;
+    const type = universalIdType.trim().toUpperCase();
+    const id = universalId.trim();
+    if (id && type === 'ISO' && OID.test(id)) {
+      return 'urn:oid:' + id;
     }
-    if (universalId && (type === 'URI' || type === 'URL')) {
-      return universalId;
+    if (id && (type === 'URI' || type === 'URL') && ABSOLUTE_URI.test(id)) {
+      return id;
     }
-    if (universalId && type === 'UUID') {
-      return 'urn:uuid:' + universalId.toLowerCase();
+    if (id && type === 'UUID' && UUID.test(id)) {
+      return 'urn:uuid:' + id.toLowerCase();
+    }
+    if (id && ['ISO', 'URI', 'URL', 'UUID'].includes(type)) {
+      this.warn({ code: Hl7ErrorCode.DataType, text: `Assigning authority universal id is not a valid ${type}; not used`, location });
     }
     if (namespace) {
       this.warn({

@@ -49,6 +49,15 @@ describe('readOrderGroups', () => {
     ]);
   });
 
+  test('specimen-first (OML^O33): the SPM opens the order its ORC and OBR join; OBX after the OBR are the order\'s', () => {
+    const { patients } = read('PID|1||1^^^NSH^MR', 'SPM|1|S1', 'OBX|1|NM|VOL||5', 'ORC|NW|P1', 'OBR|1|P1', 'OBX|1|NM|A||1');
+    const [order, ...rest] = patients[0].orders;
+    expect(rest).toHaveLength(0);
+    expect([order.orc?.sequence, order.obr?.sequence]).toEqual([1, 1]);
+    expect(order.specimens.map((s) => [s.spm.sequence, s.observations.map((o) => o.obx.sequence)])).toEqual([[1, [1]]]);
+    expect(order.observations.map((o) => o.obx.sequence)).toEqual([2]);
+  });
+
   test('a PID after orders starts the next patient group; visit segments stay with their patient', () => {
     const { patients } = read('PID|1||1^^^NSH^MR', 'PV1|1|I', 'OBR|1|P1', 'PV1|1|O', 'PID|2||2^^^NSH^MR', 'OBR|1|P2');
     expect(patients).toHaveLength(2);

@@ -120,13 +120,18 @@ export function readOrderGroups(message: Hl7Message): MessageGroups {
           currentPatient().pv2 = ref;
         }
         break;
-      case 'ORC':
-        newOrder().orc = ref;
-        notesTarget = order?.notes;
+      case 'ORC': {
+        // Specimen-first messages (OML^O33) open the order with its SPM: the ORC joins it.
+        const target = order && !order.orc && !order.obr && !order.otherDetail && order.observations.length === 0 ? order : newOrder();
+        target.orc = ref;
+        specimen = undefined;
+        notesTarget = target.notes;
         break;
+      }
       case 'OBR': {
         const target = order && !order.obr && !order.otherDetail && order.observations.length === 0 ? order : newOrder();
         target.obr = ref;
+        specimen = undefined;
         notesTarget = target.notes;
         break;
       }
@@ -138,11 +143,14 @@ export function readOrderGroups(message: Hl7Message): MessageGroups {
           order.diagnoses.push(ref);
         }
         break;
-      case 'SPM':
+      case 'SPM': {
+        // newOrder() closes the current specimen, so the owner comes first.
+        const owner = order ?? newOrder();
         specimen = { spm: ref, observations: [], notes: [] };
-        (order ?? newOrder()).specimens.push(specimen);
+        owner.specimens.push(specimen);
         notesTarget = specimen.notes;
         break;
+      }
       case 'OBX': {
         const group: ObservationGroup = { obx: ref, notes: [] };
         if (specimen) {

@@ -1,6 +1,6 @@
 import type { Identifier, Reference, Resource } from '@medplum/fhirtypes';
 import type { ErrorLocation } from '../hl7/ack.ts';
-import type { Hl7ErrorCode } from '../hl7/ack.ts';
+import { Hl7ErrorCode } from '../hl7/ack.ts';
 
 /**
  * What mapping a message produces: the resources it asserts, each with the business identifiers
@@ -86,4 +86,28 @@ export const LOCAL_REFERENCE_PREFIX = 'local:';
  */
 export function localRef<T extends Resource = Resource>(key: string, display?: string): Reference<T> {
   return display ? { reference: LOCAL_REFERENCE_PREFIX + key, display } : { reference: LOCAL_REFERENCE_PREFIX + key };
+}
+
+/**
+ * Checks that no two planned resources of the same type share an identifier: the writer would
+ * create both (two stored resources with one identity, which every later message for them would
+ * find ambiguous) or update one twice in a transaction.
+ * @param plan - A mapped message.
+ * @throws MappingError (205, duplicate key) naming the two plan keys.
+ */
+export function assertDistinctIdentities(plan: MessagePlan): void {
+  const owners = new Map<string, string>();
+  for (const p of plan.resources) {
+    for (const identifier of p.identifiers) {
+      const token = `${p.resource.resourceType} ${identifier.system ?? ''}|${identifier.value ?? ''}`;
+      const owner = owners.get(token);
+      if (owner !== undefined && owner !== p.key) {
+        throw new MappingError({
+          code: Hl7ErrorCode.DuplicateKey,
+          text: `${owner} and ${p.key} are the same ${p.resource.resourceType} (same identifier ${identifier.system ?? ''}); the message describes it twice`,
+        });
+      }
+      owners.set(token, p.key);
+    }
+  }
 }

@@ -2,13 +2,15 @@ import type { Identifier } from '@medplum/fhirtypes';
 import type { ErrorLocation } from '../../hl7/ack.ts';
 import type { FieldRep } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
+import { hl7TableCoding } from './coding.ts';
 
 /**
  * @param code - A v2 identifier type code (table 0203), e.g. MR, PLAC.
  * @returns The FHIR `Identifier.type`, or undefined for an empty code.
  */
 export function identifierType(code: string): Identifier['type'] | undefined {
-  return code ? { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code }] } : undefined;
+  const coding = hl7TableCoding(code, '0203');
+  return coding ? { coding: [coding] } : undefined;
 }
 
 /**

@@ -47,6 +47,18 @@ function mapVxuV04(message: Hl7Message, ctx: MappingContext): MessagePlan {
       ctx,
       plans
     );
+    const repeated = plans.find(
+      (p) => p.resource.resourceType === 'Immunization' && p.identifiers.some((i) => immunization.identifiers.some((j) => j.system === i.system && j.value === i.value))
+    );
+    if (repeated) {
+      // The same dose twice in one message (same order number, or same patient, vaccine and date).
+      ctx.warn({
+        code: Hl7ErrorCode.DuplicateKey,
+        text: `RXA repeats the immunization of an earlier ORDER group (${repeated.key}); recorded once`,
+        location: { segment: 'RXA', sequence: group.sequence },
+      });
+      continue;
+    }
     plans.push(immunization);
     applyImmunizationObservations(group.observations, immunization, patient.key, ctx, plans);
   }

@@ -5,7 +5,7 @@ import { readHl7Message, readMessageHeader } from '../../hl7/message.ts';
 import { readMappingConfigFiles } from '../config-files.ts';
 import { MappingContext } from '../context.ts';
 import type { DocumentContent } from './document-obx.ts';
-import { documentContent, mimeType } from './document-obx.ts';
+import { documentContent } from './document-obx.ts';
 
 const config = readMappingConfigFiles(join(import.meta.dirname, '..', '..', '..', 'seed'));
 
@@ -73,17 +73,5 @@ OBX|3|NM|8867-4^Heart rate^LN||72|/min|||||F`);
   test('the text keeps the message delimiters when joining unescaped pieces', () => {
     const { body } = content('OBX#1#TX#1$Note$L##a$b!c#', 'MSH#$*@!#EPICDOC#NORTHSIDE#HUB#HUB#20240315161204##MDM$T02#1#P#2.5.1');
     expect(decoded(body.content[0].attachment.data)).toBe('a$b!c');
-  });
-});
-
-describe('mimeType', () => {
-  test('table 0191/0291 names and MIME parts', () => {
-    expect(mimeType('AP', 'PDF')).toBe('application/pdf');
-    expect(mimeType('TEXT', 'HTML')).toBe('text/html');
-    expect(mimeType('IM', 'TIFF')).toBe('image/tiff');
-    expect(mimeType('application', 'msword')).toBe('application/msword');
-    expect(mimeType('', 'application/pdf')).toBe('application/pdf');
-    expect(mimeType('AP', '')).toBe('application/octet-stream');
-    expect(mimeType('??', 'weird type')).toBe('application/octet-stream');
   });
 });

@@ -4,10 +4,10 @@ import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { ErrorLocation } from '../../hl7/ack.ts';
 import { Hl7ErrorCode } from '../../hl7/ack.ts';
-import type { FieldRep } from '../../hl7/fields.ts';
 import { rep, reps, val } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
 import type { AttachmentUpload } from '../plan.ts';
+import { decodeEd } from '../datatypes/ed.ts';
 import { repText } from './note-text.ts';
 
 /** The document body read from OBX segments: DocumentReference.content, and what to upload as Binary. */
@@ -18,34 +18,6 @@ export interface DocumentContent {
 
 /** Text value types: their OBX-5 lines make one plain-text attachment. */
 const TEXT_TYPES = new Set(['TX', 'FT', 'ST', '']);
-
-/** HL7 table 0291 subtypes whose MIME type is not simply `<type>/<subtype>`. */
-const SUBTYPES: Record<string, string> = {
-  PDF: 'application/pdf',
-  JPEG: 'image/jpeg',
-  JPG: 'image/jpeg',
-  GIF: 'image/gif',
-  PNG: 'image/png',
-  TIFF: 'image/tiff',
-  HTML: 'text/html',
-  RTF: 'application/rtf',
-  XML: 'application/xml',
-  'OCTET-STREAM': 'application/octet-stream',
-  POSTSCRIPT: 'application/postscript',
-};
-
-/** HL7 table 0191 type of data → MIME top-level type. */
-const TYPES: Record<string, string> = {
-  AP: 'application',
-  APPLICATION: 'application',
-  IM: 'image',
-  IMAGE: 'image',
-  TEXT: 'text',
-  TX: 'text',
-  AU: 'audio',
-  AUDIO: 'audio',
-  VIDEO: 'video',
-};
 
 /**
  * The OBX segments of an MDM message → DocumentReference.content (IG OBX[DocumentReference]
@@ -79,7 +51,7 @@ export function documentContent(obxs: readonly Hl7Segment[], ctx: MappingContext
       lines.push(...(values.length ? values.map((r) => repText(r, obx.context)) : ['']));
     } else if (type === 'ED') {
       const ed = rep(obx, 5);
-      const read = ed ? readEd(ed) : undefined;
+      const read = ed ? decodeEd(ed) : undefined;
       if (!read) {
         ctx.warn({ code: Hl7ErrorCode.DataType, text: 'OBX-5 (ED) has no readable content (ED.4 encoding Base64, Hex or A); OBX ignored', location });
         continue;
@@ -102,42 +74,6 @@ export function documentContent(obxs: readonly Hl7Segment[], ctx: MappingContext
     };
   }
   return { content, uploads };
-}
-
-/** ED → bytes and MIME type; undefined when the data cannot be decoded. */
-function readEd(ed: FieldRep): { contentType: string; bytes: Buffer } | undefined {
-  const encoding = ed.get(4).trim().toUpperCase();
-  const data = ed.get(5).replace(/\s+/g, '');
-  let bytes: Buffer | undefined;
-  if (encoding === 'BASE64' && /^[A-Za-z0-9+/]+={0,2}$/.test(data) && data.length % 4 === 0) {
-    bytes = Buffer.from(data, 'base64');
-  } else if (encoding === 'HEX' && /^([0-9A-Fa-f]{2})+$/.test(data)) {
-    bytes = Buffer.from(data, 'hex');
-  } else if (encoding === 'A' && ed.get(5)) {
-    bytes = Buffer.from(ed.get(5), 'utf8');
-  }
-  if (!bytes || bytes.length === 0) {
-    return undefined;
-  }
-  return { contentType: mimeType(ed.get(2), ed.get(3)), bytes };
-}
-
-/**
- * @param type - ED.2, table 0191 (AP, IM, TEXT...) or a MIME top-level type.
- * @param subtype - ED.3, table 0291 (PDF, JPEG, HTML...) or a MIME subtype.
- * @returns The MIME type; `application/octet-stream` when nothing is known.
- */
-export function mimeType(type: string, subtype: string): string {
-  const sub = subtype.trim();
-  if (sub.includes('/')) {
-    return sub.toLowerCase();
-  }
-  const known = SUBTYPES[sub.toUpperCase()];
-  if (known) {
-    return known;
-  }
-  const top = TYPES[type.trim().toUpperCase()];
-  return top && /^[A-Za-z0-9.+-]+$/.test(sub) ? `${top}/${sub.toLowerCase()}` : 'application/octet-stream';
 }
 
 function sha1(bytes: Buffer): string {

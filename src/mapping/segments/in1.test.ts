@@ -24,11 +24,11 @@ function coverage(segment: string, plans: ResourcePlan[] = []): { plan: ReturnTy
 }
 
 describe('mapCoverage', () => {
-  test('company id + policy number key; payor Organization; plan and group classes; period; order', () => {
+  test('patient + company id + policy number key; payor Organization; plan and group classes; period; order', () => {
     const { plan, plans } = coverage(
       in1({ 1: '1', 2: 'BCPPO^Blue Choice PPO', 3: 'BCBSIL01', 4: 'Blue Cross', 8: 'GRP7', 9: 'Acme', 12: '20260101', 13: '20261231', 15: 'PPO', 17: 'SEL', 22: '1', 36: 'XYZ88' })
     );
-    expect(plan?.identifiers).toEqual([{ system: 'https://fhir.integration-hub.dev/sid/coverage', value: `${PAYER_SYSTEM}^BCBSIL01^XYZ88` }]);
+    expect(plan?.identifiers).toEqual([{ system: 'https://fhir.integration-hub.dev/sid/coverage', value: `${PATIENT.token}^${PAYER_SYSTEM}^BCBSIL01^XYZ88` }]);
     expect(plans.map((p) => p.resource)).toEqual([{ resourceType: 'Organization', identifier: [{ system: PAYER_SYSTEM, value: 'BCBSIL01' }], name: 'Blue Cross' }]);
     expect(plan?.resource).toMatchObject({
       status: 'active',
@@ -49,6 +49,17 @@ describe('mapCoverage', () => {
       ],
       order: 1,
     });
+  });
+
+  test('family members under one policy number have a Coverage each', () => {
+    const segment = in1({ 1: '1', 3: 'AETNA', 16: 'KOWALSKI^PIOTR', 17: 'CHD', 36: 'W22' });
+    const message = readHl7Message(`MSH|^~\\&|ADTSYS|NORTHSIDE|HUB|HUB|20261105141000||ADT^A01|1|P|2.5.1\r${segment}`);
+    const ctx = new MappingContext(readMessageHeader(message), config);
+    const sibling = { key: 'Patient', identifier: { ...PATIENT.identifier, value: '100235' }, token: 'https://northside.example.org/fhir/sid/mrn^100235' };
+    const first = mapCoverage(message.segments[1] as Hl7Segment, ctx, PATIENT, 1, []);
+    const second = mapCoverage(message.segments[1] as Hl7Segment, ctx, sibling, 1, []);
+    expect(first?.identifiers[0].value).not.toBe(second?.identifiers[0].value);
+    expect([first?.resource.subscriberId, second?.resource.subscriberId]).toEqual(['W22', 'W22']);
   });
 
   test('without a policy number: keyed by patient + company + plan', () => {

@@ -46,8 +46,8 @@ const RELATIONSHIP: Record<string, string> = {
  * phone → payor; IN1-2 plan and IN1-8/9 group → class; IN1-12/13 → period; IN1-15 → type; IN1-16
  * and IN1-17 → subscriber (the patient when the relationship is self) and relationship; IN1-18,
  * IN1-19, IN1-43 → the subscriber's birth date, address, gender; IN1-22 → order; IN1-36 policy
- * number → subscriberId. Keyed by company id + policy number; without both, by patient + company
- * + plan. The status is `active` (FHIR requires one; IN1 lists coverage in force).
+ * number → subscriberId. Keyed by patient + company id + policy number; without both, by
+ * patient + company + plan. The status is `active` (FHIR requires one; IN1 lists coverage in force).
  * @param in1 - The IN1 segment.
  * @param ctx - The mapping context.
  * @param patient - The patient (the beneficiary).
@@ -79,9 +79,11 @@ export function mapCoverage(in1: Hl7Segment, ctx: MappingContext, patient: Patie
     });
     return undefined;
   }
+  // A Coverage is one beneficiary's: family members insured under one policy number each have
+  // their own, so the patient is part of the key.
   const identifier =
     company && policy
-      ? syntheticIdentifier('coverage', ctx, [identifierToken(company), policy])
+      ? syntheticIdentifier('coverage', ctx, [patient.token, identifierToken(company), policy])
       : syntheticIdentifier('coverage-plan', ctx, [patient.token, identifierToken(company), planCode]);
 
   const coverage: Coverage = {

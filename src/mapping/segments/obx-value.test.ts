@@ -6,7 +6,7 @@ import { reps } from '../../hl7/fields.ts';
 import { readHl7Message, readMessageHeader } from '../../hl7/message.ts';
 import { readMappingConfigFiles } from '../config-files.ts';
 import { MappingContext } from '../context.ts';
-import { mimeType, obxValue } from './obx-value.ts';
+import { obxValue } from './obx-value.ts';
 
 const config = readMappingConfigFiles(join(import.meta.dirname, '..', '..', '..', 'seed'));
 
@@ -104,16 +104,4 @@ describe('obxValue', () => {
     expect(untyped.result).toEqual({ value: { valueString: 'free text' } });
     expect(untyped.ctx.warnings).toHaveLength(1);
   });
-});
-
-describe('mimeType', () => {
-  test.each([
-    ['AP', 'PDF', 'application/pdf'],
-    ['Application', 'pdf', 'application/pdf'],
-    ['IM', 'PNG', 'image/png'],
-    ['application', 'vnd.ms-excel', 'application/vnd.ms-excel'],
-    ['', 'image/svg+xml', 'image/svg+xml'],
-    ['TEXT', '', 'text/plain'],
-    ['', '', 'application/octet-stream'],
-  ])('%s/%s → %s', (type, subtype, mime) => expect(mimeType(type, subtype)).toBe(mime));
 });

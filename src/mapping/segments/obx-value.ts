@@ -1,11 +1,11 @@
 import type { Attachment, Observation, Quantity } from '@medplum/fhirtypes';
-import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { ErrorLocation } from '../../hl7/ack.ts';
 import { Hl7ErrorCode } from '../../hl7/ack.ts';
 import type { FieldRep } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
 import { cweToCodeableConcept } from '../datatypes/coding.ts';
+import { decodeEd, mimeType } from '../datatypes/ed.ts';
 import { parseNm, snToValue } from '../datatypes/quantity.ts';
 import type { AttachmentUpload } from '../plan.ts';
 import { quantityUnits } from '../datatypes/units.ts';
@@ -176,89 +176,22 @@ function repText(value: FieldRep): string {
     .replace(/\s+$/, '');
 }
 
-/** Table 0291 subtypes (and common spellings) → MIME types. */
-const SUBTYPES: Record<string, string> = {
-  PDF: 'application/pdf',
-  JPEG: 'image/jpeg',
-  JPG: 'image/jpeg',
-  PNG: 'image/png',
-  GIF: 'image/gif',
-  TIFF: 'image/tiff',
-  TIF: 'image/tiff',
-  BMP: 'image/bmp',
-  RTF: 'application/rtf',
-  HTML: 'text/html',
-  XML: 'application/xml',
-  PLAIN: 'text/plain',
-  TXT: 'text/plain',
-  DICOM: 'application/dicom',
-  MSWORD: 'application/msword',
-  'OCTET-STREAM': 'application/octet-stream',
-};
-
-/** Table 0191 types of data → MIME top-level types. */
-const TYPES: Record<string, string> = {
-  AP: 'application',
-  APPLICATION: 'application',
-  IM: 'image',
-  IMAGE: 'image',
-  TEXT: 'text',
-  AU: 'audio',
-  AUDIO: 'audio',
-  VIDEO: 'video',
-};
-
-/**
- * @param type - ED.2 / RP.3 type of data (table 0191, or a MIME type).
- * @param subtype - ED.3 / RP.4 subtype (table 0291, or a MIME type).
- * @returns The MIME type.
- */
-export function mimeType(type: string, subtype: string): string {
-  const t = type.trim();
-  const s = subtype.trim();
-  if (s.includes('/')) {
-    return s.toLowerCase();
-  }
-  if (t.includes('/')) {
-    return t.toLowerCase();
-  }
-  const known = SUBTYPES[s.toUpperCase()];
-  if (known) {
-    return known;
-  }
-  const top = TYPES[t.toUpperCase()];
-  if (top && s) {
-    return `${top}/${s.toLowerCase()}`;
-  }
-  return top === 'text' ? 'text/plain' : 'application/octet-stream';
-}
-
 /**
  * ED (OBX-2 ED) → attachment and content: ED.2/ED.3 → contentType, ED.4 encoding (Base64, Hex,
  * A = text) and ED.5 data → the bytes; `hash` is the base64 SHA-1 of the bytes (deterministic,
  * so a re-sent document is stored once), `size` their length.
  */
 function edDocument(value: FieldRep, ctx: MappingContext, location: ErrorLocation): DocumentContent | undefined {
-  const encoding = value.get(4).trim().toUpperCase();
-  const raw = value.get(5);
-  if (!raw.trim()) {
+  if (!value.get(5).trim()) {
     return undefined;
   }
-  let bytes: Buffer | undefined;
-  if (encoding === 'BASE64') {
-    const compact = raw.replace(/\s+/g, '');
-    bytes = /^[A-Za-z0-9+/]+={0,2}$/.test(compact) && compact.length % 4 === 0 ? Buffer.from(compact, 'base64') : undefined;
-  } else if (encoding === 'HEX') {
-    const compact = raw.replace(/\s+/g, '');
-    bytes = /^([0-9A-Fa-f]{2})+$/.test(compact) ? Buffer.from(compact, 'hex') : undefined;
-  } else if (encoding === 'A' || encoding === '') {
-    bytes = Buffer.from(raw, 'utf8');
-  }
-  if (!bytes || bytes.length === 0) {
+  const content = decodeEd(value);
+  if (!content) {
+    const encoding = value.get(4).trim().toUpperCase();
     ctx.warn({ code: Hl7ErrorCode.DataType, text: `OBX-5 embedded data cannot be decoded (encoding '${encoding || 'none'}'); document not stored`, location });
     return undefined;
   }
-  const contentType = mimeType(value.get(2), value.get(3));
+  const { contentType, bytes } = content;
   const data = bytes.toString('base64');
   const hash = createHash('sha1').update(bytes).digest('base64');
   return { attachment: { contentType, size: bytes.length, hash }, upload: { contentType, data, hash } };

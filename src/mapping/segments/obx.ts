@@ -1,5 +1,4 @@
 import type { CodeableConcept, Encounter, Observation, Organization, Patient, Reference, ServiceRequest, Specimen } from '@medplum/fhirtypes';
-import type { ErrorLocation } from '../../hl7/ack.ts';
 import { Hl7ErrorCode } from '../../hl7/ack.ts';
 import { FieldRep, isNullField, rep, reps, val } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
@@ -7,7 +6,7 @@ import { cweToCodeableConcept } from '../datatypes/coding.ts';
 import { eiToIdentifier } from '../datatypes/identifier.ts';
 import type { ObservationGroup } from '../groups.ts';
 import { at } from '../groups.ts';
-import { identifierToken, syntheticIdentifier } from '../keys.ts';
+import { syntheticIdentifier } from '../keys.ts';
 import type { ResourcePlan } from '../plan.ts';
 import { localRef, MappingError } from '../plan.ts';
 import { interpretations, referenceRange } from './obx-interpretation.ts';
@@ -15,7 +14,7 @@ import { quantityUnits } from '../datatypes/units.ts';
 import type { DocumentContent } from './obx-value.ts';
 import { obxValue, VALUE_KEYS } from './obx-value.ts';
 import { ntesToAnnotations } from './nte.ts';
-import { practitionerRef } from './practitioner.ts';
+import { practitionerRef, xonOrganizationRef } from './practitioner.ts';
 
 /** HL7 table 0085 observation result status (OBX-11) → FHIR observation-status (IG map). */
 export const RESULT_STATUS: Record<string, Observation['status']> = {
@@ -274,7 +273,7 @@ function observationPerformers(group: ObservationGroup, ctx: MappingContext, pla
       }
     }
   }
-  const organization = organizationRef(rep(obx.segment, 23), ctx, at(obx, 23), plans);
+  const organization = xonOrganizationRef(rep(obx.segment, 23), ctx, at(obx, 23), plans);
   if (organization) {
     performers.push(organization);
   } else {
@@ -285,37 +284,4 @@ function observationPerformers(group: ObservationGroup, ctx: MappingContext, pla
     }
   }
   return performers as Reference<Organization>[];
-}
-
-/**
- * XON (OBX-23 performing organization) → Organization, planned with merge `fill` when XON-10
- * gives an identifier (XON-6 assigning authority); without one, only a display.
- * @param xon - The XON repetition, if any.
- * @param ctx - The mapping context.
- * @param location - Where it was read.
- * @param plans - Plans collected so far; the Organization is added once.
- * @returns The reference, or undefined when the XON is empty.
- */
-export function organizationRef(
-  xon: FieldRep | undefined,
-  ctx: MappingContext,
-  location: ErrorLocation,
-  plans: ResourcePlan[]
-): Reference<Organization> | undefined {
-  if (!xon || xon.isNull || xon.isEmpty()) {
-    return undefined;
-  }
-  const name = xon.get(1).trim();
-  const value = xon.get(10).trim();
-  if (!value) {
-    return name ? { display: name } : undefined;
-  }
-  const system = ctx.identifierSystem({ namespace: xon.sub(6, 1), universalId: xon.sub(6, 2), universalIdType: xon.sub(6, 3) }, xon.get(7) || 'XX', location);
-  const identifier = { system, value };
-  const key = 'Organization/' + identifierToken(identifier);
-  if (!plans.some((p) => p.key === key)) {
-    const organization: Organization = { resourceType: 'Organization', identifier: [identifier], ...(name ? { name } : {}) };
-    plans.push({ key, resource: organization, identifiers: [identifier], merge: 'fill' });
-  }
-  return localRef<Organization>(key, name || undefined);
 }
