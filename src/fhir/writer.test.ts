@@ -1,8 +1,9 @@
-import { MedplumClient } from '@medplum/core';
-import type { DiagnosticReport, Encounter, MessageHeader, Observation, Patient } from '@medplum/fhirtypes';
+import type { MedplumClient } from '@medplum/core';
+import type { DiagnosticReport, Encounter, MessageHeader, Observation, Patient, Practitioner } from '@medplum/fhirtypes';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { LocalRuntime } from '../local/runtime.ts';
+import { startLocalAdmin } from '../../test/support/local-admin.ts';
+import type { LocalRuntime } from '../local/runtime.ts';
 import type { MessagePlan, ResourcePlan } from '../mapping/plan.ts';
 import { localRef } from '../mapping/plan.ts';
 import { commitPlan, IdentityConflictError, MAX_UPDATES_PER_TRANSACTION } from './writer.ts';
@@ -12,9 +13,7 @@ let runtime: LocalRuntime;
 let medplum: MedplumClient;
 
 beforeAll(async () => {
-  runtime = await new LocalRuntime({ port: 0, mllpPort: () => 0 }).start();
-  medplum = new MedplumClient({ baseUrl: runtime.baseUrl });
-  await medplum.startClientLogin(runtime.adminCredentials.clientId, runtime.adminCredentials.clientSecret);
+  ({ runtime, medplum } = await startLocalAdmin());
 });
 
 afterAll(async () => {
@@ -104,6 +103,60 @@ describe('commitPlan', () => {
     // Whatever order they committed in, the newest event wins.
     expect(patients[0].name?.[0].family).toBe('Concurrent3');
     expect(await medplum.searchResources('Encounter', { identifier: 'urn:visit|V3' })).toHaveLength(1);
+  });
+
+  test('a message that loses a create race deletes only its losing copies: what others merged or referenced survives', async () => {
+    // A and C create the same new practitioner at once; Y updates A's new patient meanwhile. The
+    // loser of the practitioner race must not take A's patient, Y's update or Y's visit with it.
+    const practitioner = (npi: string): ResourcePlan => {
+      const id = { system: 'http://hl7.org/fhir/sid/us-npi', value: npi };
+      return { key: 'Practitioner', resource: { resourceType: 'Practitioner', identifier: [id] }, identifiers: [id], merge: 'fill' };
+    };
+    const visit = (value: string, withPractitioner: boolean): ResourcePlan<Encounter> => {
+      const plan = encounterPlan(value);
+      const participant = withPractitioner ? [{ individual: localRef<Practitioner>('Practitioner') }] : undefined;
+      return { ...plan, resource: { ...plan.resource, ...(participant ? { participant } : {}) } };
+    };
+    const rounds = 30;
+    await Promise.all(
+      Array.from({ length: rounds }, async (_, r) => {
+        await new Promise((resolve) => setTimeout(resolve, r * 15));
+        const npi = `77000${r}`;
+        await Promise.all([
+          commitPlan(medplum, { resources: [patientPlan(`RA${r}`, 'First'), practitioner(npi), visit(`VA${r}`, true)], warnings: [] }, { eventTime: '2024-05-01T00:00:00Z' }),
+          commitPlan(medplum, { resources: [patientPlan(`RC${r}`, 'Other'), practitioner(npi), visit(`VC${r}`, true)], warnings: [] }, { eventTime: '2024-05-01T00:00:00Z' }),
+          (async () => {
+            await new Promise((resolve) => setTimeout(resolve, r % 10));
+            await commitPlan(medplum, { resources: [patientPlan(`RA${r}`, 'Updated'), visit(`VY${r}`, false)], warnings: [] }, { eventTime: '2024-05-02T00:00:00Z' });
+          })(),
+        ]);
+      })
+    );
+    const problems: string[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const patients = await medplum.searchResources('Patient', { identifier: `${SYS}|RA${r}` });
+      if (patients.length !== 1 || patients[0].name?.[0].family !== 'Updated') {
+        problems.push(`round ${r}: patients ${JSON.stringify(patients.map((p) => p.name?.[0].family))}`);
+      }
+      if ((await medplum.searchResources('Practitioner', { identifier: `http://hl7.org/fhir/sid/us-npi|77000${r}` })).length !== 1) {
+        problems.push(`round ${r}: practitioner not exactly once`);
+      }
+      for (const value of [`VA${r}`, `VC${r}`, `VY${r}`]) {
+        const encounters = await medplum.searchResources('Encounter', { identifier: `urn:visit|${value}` });
+        if (encounters.length !== 1) {
+          problems.push(`${value}: ${encounters.length} encounters`);
+          continue;
+        }
+        const refs = [encounters[0].subject, ...(encounters[0].participant ?? []).map((p) => p.individual)].map((ref) => ref?.reference as string);
+        for (const ref of refs) {
+          await medplum.readReference({ reference: ref }).catch(() => problems.push(`${value} references ${ref}, which is gone`));
+        }
+        if (value.startsWith('VY') && refs[0] !== `Patient/${patients[0]?.id}`) {
+          problems.push(`${value} is not about the surviving patient`);
+        }
+      }
+    }
+    expect(problems).toEqual([]);
   });
 
   test('attachment content is stored once as a Binary', async () => {

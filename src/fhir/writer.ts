@@ -70,10 +70,14 @@ export class CommitError extends Error {}
  */
 export async function commitPlan(medplum: MedplumClient, plan: MessagePlan, options: CommitOptions = {}): Promise<CommitResult> {
   const maxAttempts = options.maxAttempts ?? DEFAULT_COMMIT_ATTEMPTS;
+  // Copies this message created and deleted after losing a create race, `Type/id` → plan key.
+  const withdrawn = new Map<string, string>();
   for (let attempt = 1; ; attempt++) {
     try {
-      const result = await commitOnce(medplum, plan, options);
-      if (attempt < maxAttempts + 2 && (await yieldLostCreates(medplum, plan, result))) {
+      const result = await commitOnce(medplum, plan, options, withdrawn);
+      if (attempt < maxAttempts + 2 && (await yieldLostCreates(medplum, plan, result, withdrawn))) {
+        // Two messages that tied both yield: a pause breaks the symmetry.
+        await sleep(Math.floor(Math.random() * 50));
         continue;
       }
       return { ...result, attempts: attempt };
@@ -94,47 +98,88 @@ export async function commitPlan(medplum: MedplumClient, plan: MessagePlan, opti
  * Resolving before committing leaves one race open: two messages about the same new patient (or
  * visit, or order), processed at the same time, both find nothing and both create it. After each
  * commit that created something, the created resources are looked up again by their identifiers.
- * Where another message created the same one first, this message deletes everything it created,
- * with its ledger entry, and commits again: it then finds the survivors and merges into them, and
- * its new resources reference the survivors. (Deleting all its creates, not only the duplicates,
- * keeps references consistent; a transaction's resources share its commit time, so the earlier
- * message wins every key.)
+ * Where another copy was created before ours (see {@link createdBefore}), this message deletes
+ * its copy, and its ledger entry, and commits again: it then finds the surviving copy and merges
+ * into it. Only the losing copies are deleted. Everything else it wrote stays, because other
+ * messages may already have merged into it or referenced it. The references to the deleted copies
+ * are remembered in `withdrawn`, and the next commit repoints them (see {@link commitOnce}).
  * @returns True when this message lost a race and must be committed again.
  */
-async function yieldLostCreates(medplum: MedplumClient, plan: MessagePlan, result: Omit<CommitResult, 'attempts'>): Promise<boolean> {
+async function yieldLostCreates(
+  medplum: MedplumClient,
+  plan: MessagePlan,
+  result: Omit<CommitResult, 'attempts'>,
+  withdrawn: Map<string, string>
+): Promise<boolean> {
   if (result.created.length === 0) {
     return false;
   }
   const created = plan.resources.filter((p) => result.created.includes(p.key));
   const found = await searchByIdentifiers(medplum, created);
-  let lost = false;
+  // The message's own resources may share identifiers (a merge survivor keeps the old numbers).
+  const own = new Set(Object.values(result.references));
+  const lost: string[] = [];
   for (const [i, p] of created.entries()) {
-    const others = found[i].filter((r) => `${r.resourceType}/${r.id}` !== result.references[p.key] && !isReplaced(r));
+    const ours = result.references[p.key];
+    const others = found[i].filter((r) => !own.has(`${r.resourceType}/${r.id}`) && !isReplaced(r));
     if (others.length === 0) {
       continue;
     }
-    // lastUpdated moves with every update; which copy was created first is in the history.
-    const ours = await createdAt(medplum, result.references[p.key]);
-    for (const other of others) {
-      const theirs = await createdAt(medplum, `${other.resourceType}/${other.id}`);
-      // Yield to a copy created before ours, or at the same moment (one of two tied commits may
-      // have checked before the other existed, so the one checking now yields).
-      if (theirs <= ours) {
-        lost = true;
-      }
+    if (await createdBefore(medplum, ours, others)) {
+      lost.push(ours);
+      withdrawn.set(ours, p.key);
     }
   }
-  if (!lost) {
+  if (lost.length === 0) {
     return false;
   }
-  const toDelete = [...created.map((p) => result.references[p.key]), ...(result.ledger ? [result.ledger] : [])];
   await medplum.executeBatch({
     resourceType: 'Bundle',
     type: 'transaction',
-    entry: toDelete.map((url) => ({ request: { method: 'DELETE', url } })),
+    entry: [...lost, ...(result.ledger ? [result.ledger] : [])].map((url) => ({ request: { method: 'DELETE', url } })),
   });
   return true;
 }
+
+/**
+ * Decides a create race: exactly one copy must survive, and the others must yield to it without
+ * ever yielding to a copy that itself yields. The first created wins. Copies created in the same
+ * millisecond (possible on the stock server) go to the smaller id; but the other writer may have
+ * checked before ours existed and kept its copy, so the winner of a tie looks again after a pause
+ * and yields if the other copy is still there.
+ * @returns True when one of `others` wins over `ours`.
+ */
+async function createdBefore(medplum: MedplumClient, ours: string, others: readonly WithId<Resource>[]): Promise<boolean> {
+  // lastUpdated moves with every update; which copy was created first is in the history.
+  const oursAt = await createdAt(medplum, ours);
+  const tiedLosers: WithId<Resource>[] = [];
+  for (const other of others) {
+    const theirs = await createdAt(medplum, `${other.resourceType}/${other.id}`);
+    if (theirs < oursAt || (theirs === oursAt && `${other.resourceType}/${other.id}` < ours)) {
+      return true;
+    }
+    if (theirs === oursAt) {
+      tiedLosers.push(other);
+    }
+  }
+  if (tiedLosers.length === 0) {
+    return false;
+  }
+  await sleep(TIE_RECHECK_MS);
+  for (const other of tiedLosers) {
+    const stillThere = await medplum.readResource(other.resourceType, other.id).then(
+      () => true,
+      () => false
+    );
+    if (stillThere) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/** How long the winner of a same-millisecond create race gives the other writer to yield. */
+const TIE_RECHECK_MS = 250;
 
 /**
  * @param reference - `Type/id`.
@@ -175,9 +220,23 @@ interface Resolved {
   readonly reference: string;
 }
 
-async function commitOnce(medplum: MedplumClient, plan: MessagePlan, options: CommitOptions): Promise<Omit<CommitResult, 'attempts'>> {
+/**
+ * One resolve-merge-commit pass. `withdrawn` lists copies an earlier pass created and deleted
+ * (see {@link yieldLostCreates}): stored resources still referencing one, even in elements the
+ * merge keeps (a `fill` merge, a union), are repointed at what the key resolves to now.
+ */
+async function commitOnce(
+  medplum: MedplumClient,
+  plan: MessagePlan,
+  options: CommitOptions,
+  withdrawn: ReadonlyMap<string, string>
+): Promise<Omit<CommitResult, 'attempts'>> {
   const resolved = await resolve(medplum, plan.resources);
   const references: Record<string, string> = Object.fromEntries(resolved.map((r) => [r.plan.key, r.reference]));
+  const repoint = (ref: string): string | undefined => {
+    const key = withdrawn.get(ref);
+    return key ? references[key] : undefined;
+  };
 
   const creates: BundleEntry[] = [];
   const updates: BundleEntry[] = [];
@@ -196,7 +255,8 @@ async function commitOnce(medplum: MedplumClient, plan: MessagePlan, options: Co
       created.push(item.plan.key);
       continue;
     }
-    const merged = mergeResource(item.existing, withRefs, options.eventTime);
+    const current = withdrawn.size ? mapReferences(item.existing, repoint) : item.existing;
+    const merged = mergeResource(current, withRefs, options.eventTime);
     if (sameContent(merged, item.existing)) {
       unchanged.push(item.plan.key);
       continue;
@@ -248,7 +308,8 @@ async function commitOnce(medplum: MedplumClient, plan: MessagePlan, options: Co
 /**
  * Looks every planned resource up by its identifiers in one batch of searches. When several
  * stored resources match, inactive ones that point to their replacement (merged patients) are
- * set aside; if that leaves more than one, the identity is ambiguous.
+ * set aside, unless the plan is for such a record itself; if that leaves more than one, the
+ * identity is ambiguous.
  */
 async function resolve(medplum: MedplumClient, plans: readonly ResourcePlan[]): Promise<Resolved[]> {
   if (plans.length === 0) {
@@ -258,7 +319,11 @@ async function resolve(medplum: MedplumClient, plans: readonly ResourcePlan[]): 
   return plans.map((plan, i) => {
     let candidates = found[i];
     if (candidates.length > 1) {
-      candidates = candidates.filter((r) => !isReplaced(r));
+      // Looking for a merged-away record (a merge re-sent or replayed): the survivor that took
+      // over its numbers (as `use: old`) is not it. Otherwise the survivor is what is wanted.
+      candidates = isReplaced(plan.resource)
+        ? candidates.filter((r) => !matchesOnlyRetired(r, plan.identifiers))
+        : candidates.filter((r) => !isReplaced(r));
     }
     if (candidates.length > 1) {
       throw new IdentityConflictError(
@@ -269,6 +334,13 @@ async function resolve(medplum: MedplumClient, plans: readonly ResourcePlan[]): 
     const existing = candidates[0];
     return { plan, existing, reference: existing ? `${existing.resourceType}/${existing.id}` : 'urn:uuid:' + randomUUID() };
   });
+}
+
+/** True when every identifier of `resource` that matches one of `identifiers` has `use: old`. */
+function matchesOnlyRetired(resource: Resource, identifiers: readonly Identifier[]): boolean {
+  const wanted = new Set(identifiers.map((i) => `${i.system}|${i.value}`));
+  const matching = ((resource as { identifier?: Identifier[] }).identifier ?? []).filter((i) => wanted.has(`${i.system}|${i.value}`));
+  return matching.length > 0 && matching.every((i) => i.use === 'old');
 }
 
 function isReplaced(resource: Resource): boolean {
@@ -286,22 +358,32 @@ export function tokens(identifiers: readonly Identifier[]): string {
 }
 
 function replaceLocalReferences<T>(value: T, references: Record<string, string>, owner: string): T {
+  return mapReferences(value, (reference) => {
+    if (!reference.startsWith(LOCAL_REFERENCE_PREFIX)) {
+      return undefined;
+    }
+    const key = reference.slice(LOCAL_REFERENCE_PREFIX.length);
+    const target = references[key];
+    if (!target) {
+      throw new CommitError(`${owner} references ${key}, which the message does not plan`);
+    }
+    return target;
+  });
+}
+
+/**
+ * @param value - A resource or part of one.
+ * @param replace - Gives the new value of a `reference`, or undefined to keep it.
+ * @returns A copy with every `reference` string passed through `replace`.
+ */
+function mapReferences<T>(value: T, replace: (reference: string) => string | undefined): T {
   if (Array.isArray(value)) {
-    return value.map((v) => replaceLocalReferences(v, references, owner)) as T;
+    return value.map((v) => mapReferences(v, replace)) as T;
   }
   if (value && typeof value === 'object') {
     const result: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
-      if (k === 'reference' && typeof v === 'string' && v.startsWith(LOCAL_REFERENCE_PREFIX)) {
-        const key = v.slice(LOCAL_REFERENCE_PREFIX.length);
-        const target = references[key];
-        if (!target) {
-          throw new CommitError(`${owner} references ${key}, which the message does not plan`);
-        }
-        result[k] = target;
-      } else {
-        result[k] = replaceLocalReferences(v, references, owner);
-      }
+      result[k] = k === 'reference' && typeof v === 'string' ? (replace(v) ?? v) : mapReferences(v, replace);
     }
     return result as T;
   }

@@ -1,13 +1,14 @@
 import type { WithId } from '@medplum/core';
-import { MedplumClient } from '@medplum/core';
+import type { MedplumClient } from '@medplum/core';
 import type { MessageHeader } from '@medplum/fhirtypes';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { startLocalAdmin } from '../../test/support/local-admin.ts';
 import type { LedgerDetails } from '../fhir/ledger.ts';
 import { buildLedgerEntry, markResolved } from '../fhir/ledger.ts';
 import type { MessageHeaderInfo } from '../hl7/message.ts';
-import { LocalRuntime } from '../local/runtime.ts';
+import type { LocalRuntime } from '../local/runtime.ts';
 import type { LedgerCounts } from './stats.ts';
 import { controlIdOf, invariantHolds, ledgerStats, listDeadLetters, senderLabel } from './stats.ts';
 
@@ -15,9 +16,7 @@ let runtime: LocalRuntime;
 let medplum: MedplumClient;
 
 beforeAll(async () => {
-  runtime = await new LocalRuntime({ port: 0, mllpPort: () => 0 }).start();
-  medplum = new MedplumClient({ baseUrl: runtime.baseUrl });
-  await medplum.startClientLogin(runtime.adminCredentials.clientId, runtime.adminCredentials.clientSecret);
+  ({ runtime, medplum } = await startLocalAdmin());
 });
 
 afterAll(async () => {

@@ -49,6 +49,8 @@ export class ResourceStore {
   private readonly listeners: ChangeListener[] = [];
   private readonly context = new AsyncLocalStorage<OpenTransaction>();
   private lock: Promise<void> = Promise.resolve();
+  /** Epoch ms of the last version written. */
+  private lastWrite = 0;
 
   /**
    * Registers a listener called synchronously after each commit with the changes it made.
@@ -103,7 +105,11 @@ export class ResourceStore {
       list = [];
       txn.pending.set(key, list);
     }
-    list.push(version);
+    // Stamped here, under the writer lock, and strictly increasing: the order of lastUpdated is
+    // the order of the writes (writers that race on a create decide who was first by it).
+    const lastUpdated = new Date((this.lastWrite = Math.max(Date.now(), this.lastWrite + 1))).toISOString();
+    version.resource.meta = { ...version.resource.meta, lastUpdated };
+    list.push({ ...version, lastUpdated });
     txn.changes.push(change);
   }
 
