@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { HUB_SID, HUB_URI } from '../constants.ts';
 import type { MessageHeaderInfo } from '../hl7/message.ts';
 import { slug } from '../mapping/context.ts';
+import { tokens } from './writer.ts';
 import type { MappingIssue } from '../mapping/plan.ts';
 
 /**
@@ -70,7 +71,8 @@ export function messageHash(text: string): string {
  * @returns The message key `<MSH-3>^<MSH-4>^<MSH-10>`: the same message from the same sender.
  */
 export function messageKey(header: Pick<MessageHeaderInfo, 'sendingApplication' | 'sendingFacility' | 'controlId'>): string {
-  return [header.sendingApplication, header.sendingFacility, header.controlId].map((p) => p.replace(/\s+/g, '_')).join('^');
+  // Parts are cut to a length no real header has (rejected messages can carry anything).
+  return [header.sendingApplication, header.sendingFacility, header.controlId].map((p) => p.replace(/\s+/g, '_').slice(0, 256)).join('^');
 }
 
 /**
@@ -115,7 +117,8 @@ export function buildLedgerEntry(header: MessageHeaderInfo, details: LedgerDetai
     extension,
     eventCoding: {
       system: 'http://terminology.hl7.org/CodeSystem/v2-0003',
-      code: header.triggerEvent || header.messageCode || 'unknown',
+      // A FHIR code is space-separated words: no tabs, no runs of spaces.
+      code: (header.triggerEvent || header.messageCode).replace(/\s+/g, ' ').trim() || 'unknown',
       display: [header.messageCode, header.triggerEvent].filter(Boolean).join('^') || 'unreadable message',
     },
     source: {
@@ -164,7 +167,8 @@ export async function findEarlierReceptions(
   }
   // Two _tag parameters: both tags must be present.
   const params = new URLSearchParams();
-  params.append('_tag', `${MESSAGE_KEY_SYSTEM}|${messageKey(header)}`);
+  // Escaped: a comma in MSH-10 would otherwise split the value into two alternatives.
+  params.append('_tag', tokens([{ system: MESSAGE_KEY_SYSTEM, value: messageKey(header) }]));
   params.append('_tag', `${MESSAGE_HASH_SYSTEM}|${contentHash}`);
   params.append('_count', '100');
   return medplum.searchResources('MessageHeader', params);

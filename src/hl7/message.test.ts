@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { reps } from './fields.ts';
-import { Hl7FormatError, readHl7Message, readMessageHeader } from './message.ts';
+import { Hl7FormatError, readHl7Message, readMessageHeader, standInForUnreadable } from './message.ts';
 
 describe('readHl7Message', () => {
   test('accepts a BOM, LF and CRLF endings, blank lines and trailing empty segments', () => {
@@ -26,5 +26,39 @@ describe('readHl7Message', () => {
     expect(() => readHl7Message('hello')).toThrow(Hl7FormatError);
     expect(() => readHl7Message('MSH')).toThrow(Hl7FormatError);
     expect(() => readHl7Message('MSH|^~\\&|A\rnot a segment')).toThrow(/Segment 2/);
+  });
+});
+
+describe('delimiters and header values', () => {
+  test('refuses letters, digits, spaces and repeated characters as delimiters', () => {
+    for (const msh2 of ['S~\\&', '^M\\&', 'H)<%e', '^^\\&', '^ \\&', '^~\\&#!', '']) {
+      expect(() => readHl7Message(`MSH|${msh2}|A|B|C|D|20240101||ADT^A01|X1|P|2.5\rPID|1`), msh2).toThrow(Hl7FormatError);
+    }
+    expect(readHl7Message('MSH|^~\\&#|A|B|C|D|20240101||ADT^A01|X1|P|2.7\rPID|1').context.subcomponentSeparator).toBe('&');
+  });
+
+  test('header values lose control characters and edge spaces (they go to the ledger and logs)', () => {
+    const header = readMessageHeader(readHl7Message('MSH|^~\\&| APP |FAC\u0007|||20240101||ADT^A0\u00078|X\u0010Y|P|2.5'));
+    expect(header).toMatchObject({ sendingApplication: 'APP', sendingFacility: 'FAC', triggerEvent: 'A08', controlId: 'XY' });
+  });
+});
+
+describe('standInForUnreadable', () => {
+  test('answers with default delimiters and the sender\'s MSH-10, whatever MSH-2 was', () => {
+    for (const text of ['MSH|S~\\&|A|B|C|D|20240101||ADT^A01|X1|P|2.5\rPID|1', 'MSH||A|B|C|D|20240101||ADT^A01|X1|P|2.5', '\ufeff MSH|H)<%e|A|B|C|D|20240101||ADT^A01|X1|P|2.5']) {
+      const ack = standInForUnreadable(text).buildAck({ ackCode: 'AR' });
+      expect(ack.context.getMsh2()).toBe('^~\\&');
+      expect(ack.getSegment('MSA')?.getField(2)?.toString()).toBe('X1');
+      expect(ack.getSegment('MSH')?.getField(5)?.toString()).toBe('A');
+      expect(ack.getSegment('MSH')?.getField(9)?.toString()).toBe('ACK^A01');
+      expect(readMessageHeader(standInForUnreadable(text))).toMatchObject({ messageCode: 'ADT', triggerEvent: 'A01', controlId: 'X1' });
+    }
+  });
+
+  test('escapes what would be delimiters and leaves MSA-2 empty when there is no usable field separator', () => {
+    expect(standInForUnreadable('MSH#x#A|B#C#D#E#F##G#I^D#P#2.5').getSegment('MSH')?.toString()).toBe('MSH|^~\\&|A\\F\\B|C|D|E|F||G|I\\S\\D|P|2.5');
+    for (const text of ['MSH', 'MSHA|B', 'hello', '', 'MSH\r|^~\\&']) {
+      expect(standInForUnreadable(text).buildAck().getSegment('MSA')?.getField(2)?.toString()).toBe('');
+    }
   });
 });

@@ -1,4 +1,5 @@
 import { Hl7Context, Hl7Message, Hl7Segment } from '@medplum/core';
+import { encodeEscapes, stripControlCharacters } from './fields.ts';
 
 /** Why a text could not be read as an HL7 v2 message at all (answered with AR). */
 export class Hl7FormatError extends Error {}
@@ -26,17 +27,12 @@ export function readHl7Message(input: string | { toString(): string }): Hl7Messa
   }
   const encodingEnd = text.indexOf(fieldSeparator, 4);
   const encoding = text.slice(4, encodingEnd < 0 ? undefined : encodingEnd);
-  if (encoding.length < 2 || /[\r\n]/.test(encoding)) {
+  const delimiters = [fieldSeparator, encoding.charAt(0), encoding.charAt(1), encoding.charAt(2) || '\\', encoding.charAt(3) || '&'];
+  // Letters or digits as delimiters would split the segment names themselves (MSH-2 "S~\&").
+  if (encoding.length < 2 || encoding.length > 5 || delimiters.some((d) => /[\s\w]/.test(d)) || new Set(delimiters).size !== 5) {
     throw new Hl7FormatError('MSH-2 (encoding characters) is missing or invalid');
   }
-  const context = new Hl7Context(
-    '\r',
-    fieldSeparator,
-    encoding.charAt(0),
-    encoding.charAt(1),
-    encoding.charAt(2) || '\\',
-    encoding.charAt(3) || '&'
-  );
+  const context = new Hl7Context('\r', delimiters[0], delimiters[1], delimiters[2], delimiters[3], delimiters[4]);
   const lines = text
     .split(/\r\n|\r|\n/)
     .map((line) => line.replace(/\s+$/, ''))
@@ -79,8 +75,12 @@ export interface MessageHeaderInfo {
  * @returns The MSH fields the hub uses, first components only, unescaped.
  */
 export function readMessageHeader(message: Hl7Message): MessageHeaderInfo {
-  const msh = message.getSegment('MSH') as Hl7Segment;
-  const c = (field: number, component = 1): string => msh.getComponent(field, component) ?? '';
+  const msh = message.getSegment('MSH');
+  if (!msh) {
+    throw new Hl7FormatError('Message does not start with an MSH segment');
+  }
+  // Header values are recorded in the ledger and logs: no control characters, no edge spaces.
+  const c = (field: number, component = 1): string => stripControlCharacters(msh.getComponent(field, component) ?? '').trim();
   return {
     sendingApplication: c(3),
     sendingFacility: c(4),
@@ -93,6 +93,52 @@ export function readMessageHeader(message: Hl7Message): MessageHeaderInfo {
     controlId: c(10),
     processingId: c(11),
     version: c(12),
-    characterSet: (msh.getField(18)?.toString() ?? '').split(message.context.repetitionSeparator)[0],
+    characterSet: stripControlCharacters((msh.getField(18)?.toString() ?? '').split(message.context.repetitionSeparator)[0]).trim(),
   };
+}
+
+/** Longest values the standard allows (HD: 227, MSH-10 ST: 199 from v2.7): longer is not a real header. */
+const HEADER_MAX_LENGTHS: readonly (readonly [keyof MessageHeaderInfo, number, number])[] = [
+  ['sendingApplication', 3, 227],
+  ['sendingFacility', 4, 227],
+  ['receivingApplication', 5, 227],
+  ['receivingFacility', 6, 227],
+  ['controlId', 10, 199],
+];
+
+/**
+ * @param header - A message's header.
+ * @returns The first MSH field longer than the standard allows (such values would also make
+ * URLs too long to search the ledger by), or undefined.
+ */
+export function overlongHeaderField(header: MessageHeaderInfo): { readonly field: number; readonly max: number } | undefined {
+  const found = HEADER_MAX_LENGTHS.find(([name, , max]) => header[name].length > max);
+  return found ? { field: found[1], max: found[2] } : undefined;
+}
+
+const DEFAULT_CONTEXT = new Hl7Context();
+/** MSH fields an answer is built from: sender, receiver, time, type, control id, processing id, version. */
+const ANSWER_FIELDS = [3, 4, 5, 6, 7, 9, 10, 11, 12];
+
+/**
+ * A stand-in to answer a text that could not be read as a message: default delimiters, and the
+ * MSH fields an ACK needs, cut from the text's first line with its own field separator (when it
+ * has a usable one), so that MSA-2 still echoes the sender's MSH-10.
+ * @param text - The text as received.
+ * @returns An MSH-only message.
+ */
+export function standInForUnreadable(text: string): Hl7Message {
+  const line = text.replace(/^[\s\u0000\ufeff]+/, '').split(/[\r\n]/)[0];
+  const separator = line.charAt(3);
+  const usable = line.startsWith('MSH') && separator !== '' && !/[\s\w]/.test(separator);
+  // parts[n - 1] is MSH-n (MSH-1 is the separator itself).
+  const parts = usable ? line.split(separator) : [];
+  const fields = ['MSH', '^~\\&'];
+  for (let n = 3; n <= 12; n++) {
+    const value = ANSWER_FIELDS.includes(n) ? stripControlCharacters(parts[n - 1] ?? '') : '';
+    // MSH-9 keeps '^' as its component separator, by far the most common one.
+    const components = n === 9 ? value.split('^') : [value];
+    fields.push(components.map((c) => encodeEscapes(c, DEFAULT_CONTEXT)).join('^'));
+  }
+  return new Hl7Message([new Hl7Segment(fields, DEFAULT_CONTEXT)], DEFAULT_CONTEXT);
 }

@@ -1,5 +1,5 @@
 import type { Hl7Message, MedplumClient, WithId } from '@medplum/core';
-import { Hl7Message as CoreHl7Message, normalizeErrorString } from '@medplum/core';
+import { normalizeErrorString } from '@medplum/core';
 import type { Attachment, MessageHeader, Reference } from '@medplum/fhirtypes';
 import { CommitError, IdentityConflictError, commitPlan } from '../fhir/writer.ts';
 import type { MessageOutcome } from '../fhir/ledger.ts';
@@ -8,11 +8,12 @@ import type { AckError } from '../hl7/ack.ts';
 import { buildAckWithIssues, Hl7ErrorCode } from '../hl7/ack.ts';
 import { val } from '../hl7/fields.ts';
 import type { MessageHeaderInfo } from '../hl7/message.ts';
-import { Hl7FormatError, readHl7Message, readMessageHeader } from '../hl7/message.ts';
+import { Hl7FormatError, overlongHeaderField, readHl7Message, readMessageHeader, standInForUnreadable } from '../hl7/message.ts';
 import { MappingContext } from '../mapping/context.ts';
 import { findMessageMapper } from '../mapping/messages/registry.ts';
-import type { MappingIssue } from '../mapping/plan.ts';
-import { MappingError } from '../mapping/plan.ts';
+import type { MessageMapper } from '../mapping/messages/types.ts';
+import type { MappingIssue, MessagePlan } from '../mapping/plan.ts';
+import { assertDistinctIdentities, MappingError } from '../mapping/plan.ts';
 import { loadMappingConfig } from './config.ts';
 
 /**
@@ -64,19 +65,24 @@ export async function processInboundMessage(
     message = readHl7Message(raw);
   } catch (err) {
     const text = err instanceof Hl7FormatError ? err.message : 'Message could not be read';
-    const fallback = answerable(input);
-    return reject(medplum, fallback, raw, partialHeader(fallback), { code: Hl7ErrorCode.SegmentSequence, text }, options);
+    const standIn = standInForUnreadable(raw);
+    return answerFailure(medplum, 'rejected', standIn, raw, readMessageHeader(standIn), { code: Hl7ErrorCode.SegmentSequence, text }, options);
   }
   const header = readMessageHeader(message);
-  const id = `${header.messageCode}^${header.triggerEvent} ${header.controlId}`;
 
+  const overlong = overlongHeaderField(header);
+  if (overlong) {
+    const issue = { code: Hl7ErrorCode.DataType, text: `MSH-${overlong.field} is longer than ${overlong.max} characters`, location: { segment: 'MSH', field: overlong.field } };
+    return answerFailure(medplum, 'rejected', message, raw, header, issue, options);
+  }
   if (!header.controlId) {
-    return reject(medplum, message, raw, header, { code: Hl7ErrorCode.RequiredFieldMissing, text: 'MSH-10 (message control id) is missing', location: { segment: 'MSH', field: 10 } }, options);
+    return answerFailure(medplum, 'rejected', message, raw, header, { code: Hl7ErrorCode.RequiredFieldMissing, text: 'MSH-10 (message control id) is missing', location: { segment: 'MSH', field: 10 } }, options);
   }
   const mapper = findMessageMapper(header);
   if (!mapper) {
-    return reject(
+    return answerFailure(
       medplum,
+      'rejected',
       message,
       raw,
       header,
@@ -116,7 +122,7 @@ export async function processInboundMessage(
 
     const config = await loadMappingConfig(medplum, header.sendingFacility);
     const ctx = new MappingContext(header, config);
-    const plan = mapper(message, ctx);
+    const plan = mapMessage(mapper, message, ctx);
     const eventTime = ctx.instant(val(message.getSegment('EVN'), 2), { segment: 'EVN', field: 2 }) ?? ctx.instant(header.dateTime, { segment: 'MSH', field: 7 });
     const warnings = plan.warnings;
     const rawMessage = warnings.length ? await storeRawMessage(medplum, raw) : undefined;
@@ -145,9 +151,24 @@ export async function processInboundMessage(
       ledger: result.ledger,
     };
   } catch (err) {
-    const issue = errorIssue(err);
-    log(`${id}: not committed: ${issue.text}`);
-    return deadLetter(medplum, message, raw, header, issue, options);
+    return answerFailure(medplum, 'dead-letter', message, raw, header, errorIssue(err), options);
+  }
+}
+
+/**
+ * Runs a message's map and checks that it describes each resource once. A map that fails other than with a MappingError has a defect: the message
+ * is dead-lettered saying so (replayable once the map is fixed), not labelled a write failure.
+ */
+function mapMessage(mapper: MessageMapper, message: Hl7Message, ctx: MappingContext): MessagePlan {
+  try {
+    const plan = mapper(message, ctx);
+    assertDistinctIdentities(plan);
+    return plan;
+  } catch (err) {
+    if (err instanceof MappingError) {
+      throw err;
+    }
+    throw new MappingError({ code: Hl7ErrorCode.ApplicationInternalError, text: 'Mapping failed: ' + normalizeErrorString(err) });
   }
 }
 
@@ -185,32 +206,31 @@ async function resolveEarlierFailures(
   }
 }
 
-async function deadLetter(
+/**
+ * Answers a message that is not committed, AE (dead-letter: fixable, replayable) or AR (rejected:
+ * unreadable or unsupported), after recording it with its raw text.
+ */
+async function answerFailure(
   medplum: MedplumClient,
+  outcome: 'dead-letter' | 'rejected',
   message: Hl7Message,
   raw: string,
   header: MessageHeaderInfo,
   issue: AckError,
   options: InboundOptions
 ): Promise<InboundResult> {
-  const ledger = await recordFailure(medplum, header, raw, 'dead-letter', 'AE', issue, options);
-  return { ack: buildAckWithIssues(message, 'AE', [{ ...issue, severity: 'error' }]), ackCode: 'AE', outcome: 'dead-letter', duplicate: false, ledger };
+  const ackCode = outcome === 'dead-letter' ? 'AE' : 'AR';
+  const verb = outcome === 'dead-letter' ? 'not committed' : 'rejected';
+  options.log?.(`${header.messageCode}^${header.triggerEvent} ${header.controlId}: ${verb}: ${issue.text}`);
+  const ledger = await recordFailure(medplum, header, raw, outcome, ackCode, issue, options);
+  return { ack: buildAckWithIssues(message, ackCode, [{ ...issue, severity: 'error' }]), ackCode, outcome, duplicate: false, ledger };
 }
 
-async function reject(
-  medplum: MedplumClient,
-  message: Hl7Message,
-  raw: string,
-  header: MessageHeaderInfo,
-  issue: AckError,
-  options: InboundOptions
-): Promise<InboundResult> {
-  (options.log ?? ((): void => undefined))(`${header.messageCode}^${header.triggerEvent} ${header.controlId}: rejected: ${issue.text}`);
-  const ledger = await recordFailure(medplum, header, raw, 'rejected', 'AR', issue, options);
-  return { ack: buildAckWithIssues(message, 'AR', [{ ...issue, severity: 'error' }]), ackCode: 'AR', outcome: 'rejected', duplicate: false, ledger };
-}
-
-/** Records a message that was not committed, with its raw text; a failure here is only logged. */
+/**
+ * Records a message that was not committed, with its raw text. Should the entry be refused (a
+ * header value the server will not store), a bare entry with the raw text and the error is
+ * written instead, so that no reception goes unrecorded; a failure of that too is logged.
+ */
 async function recordFailure(
   medplum: MedplumClient,
   header: MessageHeaderInfo,
@@ -222,58 +242,32 @@ async function recordFailure(
 ): Promise<string | undefined> {
   try {
     const rawMessage: Attachment = options.rawMessage ?? (await storeRawMessage(medplum, raw));
-    const entry = buildLedgerEntry(header, {
-      outcome,
-      ackCode,
-      error: describeIssue({ ...issue, severity: 'error' }),
-      rawMessage,
-      replayOf: options.replayOf,
-    });
-    const created = await medplum.createResource(entry);
+    const details = { outcome, ackCode, error: describeIssue({ ...issue, severity: 'error' }), rawMessage, replayOf: options.replayOf };
+    const created = await medplum
+      .createResource(buildLedgerEntry(header, details))
+      .catch(() => medplum.createResource(buildLedgerEntry({ ...EMPTY_HEADER, controlId: header.controlId.replace(/[^\w.-]/g, '') }, details)));
     return `MessageHeader/${created.id}`;
   } catch (err) {
-    (options.log ?? ((): void => undefined))(`ledger write failed for ${header.controlId}: ${normalizeErrorString(err)}`);
+    options.log?.(`ledger write failed for ${header.controlId}: ${normalizeErrorString(err)}`);
     return undefined;
   }
 }
 
+const EMPTY_HEADER: MessageHeaderInfo = {
+  sendingApplication: '',
+  sendingFacility: '',
+  receivingApplication: '',
+  receivingFacility: '',
+  dateTime: '',
+  messageCode: '',
+  triggerEvent: '',
+  messageStructure: '',
+  controlId: '',
+  processingId: '',
+  version: '',
+  characterSet: '',
+};
+
 function toAckIssue(issue: MappingIssue): AckError & { severity: 'warning' } {
   return { code: issue.code, text: issue.text, location: issue.location, severity: 'warning' };
-}
-
-/**
- * A message object an ACK can be built from even when the text could not be read strictly: the
- * agent hands bots an already parsed message; a string gets a synthetic MSH.
- */
-function answerable(input: Hl7Message | string): Hl7Message {
-  if (typeof input !== 'string' && typeof input.buildAck === 'function') {
-    return input;
-  }
-  const text = typeof input === 'string' ? input : '';
-  try {
-    return CoreHl7Message.parse(text.startsWith('MSH') ? text : 'MSH|^~\\&|||||||ACK||P|2.5.1');
-  } catch (_err) {
-    return CoreHl7Message.parse('MSH|^~\\&|||||||ACK||P|2.5.1');
-  }
-}
-
-function partialHeader(message: Hl7Message): MessageHeaderInfo {
-  try {
-    return readMessageHeader(message);
-  } catch (_err) {
-    return {
-      sendingApplication: '',
-      sendingFacility: '',
-      receivingApplication: '',
-      receivingFacility: '',
-      dateTime: '',
-      messageCode: '',
-      triggerEvent: '',
-      messageStructure: '',
-      controlId: '',
-      processingId: '',
-      version: '',
-      characterSet: '',
-    };
-  }
 }

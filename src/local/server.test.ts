@@ -163,6 +163,7 @@ describe('Bot $execute and $deploy', () => {
     if (input && typeof input.buildAck === 'function') return input.buildAck();
     if (input && input.mode === 'nothing') return undefined;
     if (input && input.mode === 'throw') throw new Error('bot blew up');
+    if (input && input.mode === 'bell') { console.log('ring' + String.fromCharCode(7) + 'ring'); return 'rang'; }
     if (typeof input === 'string') return 'echo:' + input;
     console.log('ran');
     const sawAuthorization = Boolean(event.headers && event.headers.authorization);
@@ -230,6 +231,14 @@ describe('Bot $execute and $deploy', () => {
     const thrown = await execute(`Bot/${bot.id}/$execute`, '{"mode":"throw"}', ContentType.JSON);
     expect(thrown.status).toBe(400);
     expect(JSON.stringify(await thrown.json())).toContain('bot blew up');
+  });
+
+  test('a log line with a control character neither fails the run nor loses its AuditEvent', async () => {
+    const res = await execute(`Bot/${bot.id}/$execute`, '{"mode":"bell"}', ContentType.JSON);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('rang');
+    const audits = await medplum.searchResources('AuditEvent', { entity: 'Bot/' + bot.id, _count: '100' });
+    expect(audits.some((a: AuditEvent) => a.outcomeDesc?.includes('ringring'))).toBe(true);
   });
 
   test('$deploy stores a new Binary and a new Bot version', async () => {

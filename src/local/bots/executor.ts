@@ -23,6 +23,10 @@ import { DEFAULT_BOT_TIMEOUT_MS, runBotInSandbox } from './sandbox.ts';
 type AuditEventWho = NonNullable<AuditEvent['agent'][number]['who']>;
 type AuditEventObserver = AuditEvent['source']['observer'];
 
+/** Characters the FHIR string type does not allow (controls other than tab, CR and LF). */
+// eslint-disable-next-line no-control-regex
+const NOT_IN_FHIR_STRING = /[\u0000-\u0008\u000B\u000C\u000E-\u001F]/g;
+
 /** The stock `maxBotLogLengthForResource` default: AuditEvent.outcomeDesc keeps the last 10 KiB. */
 export const MAX_BOT_LOG_LENGTH = 10 * 1024;
 
@@ -156,7 +160,8 @@ export class BotExecutor {
       source: { observer: createReference(bot) as AuditEventObserver },
       entity: auditEntities(bot, request.input, request.subscription, request.agent, request.device),
       outcome,
-      outcomeDesc: result.logResult.slice(-MAX_BOT_LOG_LENGTH),
+      // A FHIR string may not hold control characters; one in a log line must not lose the run's record.
+      outcomeDesc: result.logResult.slice(-MAX_BOT_LOG_LENGTH).replace(NOT_IN_FHIR_STRING, ''),
     };
     if (request.traceId) {
       auditEvent.extension = [
@@ -169,8 +174,11 @@ export class BotExecutor {
     try {
       await this.options.systemRepo.createResource(auditEvent);
     } catch (_err) {
-      // Auditing must never change a run's outcome; an invalid trace id is the only realistic cause.
-      await this.options.systemRepo.createResource({ ...auditEvent, extension: undefined });
+      // Auditing must never change a run's outcome (the caller's answer, an ACK, depends on it);
+      // an invalid trace id is the only realistic cause left.
+      await this.options.systemRepo.createResource({ ...auditEvent, extension: undefined }).catch((err: unknown) => {
+        console.error(`AuditEvent for Bot/${bot.id} not written: ${normalizeErrorString(err)}`);
+      });
     }
   }
 }
