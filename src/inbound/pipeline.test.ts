@@ -102,6 +102,14 @@ describe('processInboundMessage with hostile headers and structures', () => {
     expect(versions(await stored())).toEqual(versions(before));
   });
 
+  test("an identifier holding '|' (sent as \\F\\) is refused with AE: it could never be found again", async () => {
+    const text = 'MSH|^~\\&|APP|NORTHSIDE|HUB|HUB|20240312081500-0500||ADT^A08|PIPE1|P|2.5.1\rPID|1||A\\F\\1^^^NSH^MR||Doe^Jane';
+    const result = await processInboundMessage(medplum, text);
+    expect(result.ackCode).toBe('AE');
+    expect(msa(result, 3)).toMatch(/^An identifier of Patient \(.*\) contains '/);
+    await expectRecorded(result);
+  });
+
   test('SPM before ORC/OBR (specimen-first orders) commits', async () => {
     const text = 'MSH|^~\\&|EHR|NORTHSIDE|LABSYS|ACMELAB|20240312084500||ORM^O01^ORM_O01|SPM1|P|2.4\rPID|1||SPM1^^^NSH^MR\rSPM|1|S1\rORC|NW|ORD-SPM1^NSHORD\rOBR|1|ORD-SPM1^NSHORD||BMP^BMP^99ACM';
     const result = await processInboundMessage(medplum, text);

@@ -13,7 +13,7 @@ import { MappingContext } from '../mapping/context.ts';
 import { findMessageMapper } from '../mapping/messages/registry.ts';
 import type { MessageMapper } from '../mapping/messages/types.ts';
 import type { MappingIssue, MessagePlan } from '../mapping/plan.ts';
-import { assertDistinctIdentities, MappingError } from '../mapping/plan.ts';
+import { assertFindableIdentities, MappingError } from '../mapping/plan.ts';
 import { loadMappingConfig } from './config.ts';
 
 /**
@@ -162,7 +162,7 @@ export async function processInboundMessage(
 function mapMessage(mapper: MessageMapper, message: Hl7Message, ctx: MappingContext): MessagePlan {
   try {
     const plan = mapper(message, ctx);
-    assertDistinctIdentities(plan);
+    assertFindableIdentities(plan);
     return plan;
   } catch (err) {
     if (err instanceof MappingError) {

@@ -89,16 +89,24 @@ export function localRef<T extends Resource = Resource>(key: string, display?: s
 }
 
 /**
- * Checks that no two planned resources of the same type share an identifier: the writer would
- * create both (two stored resources with one identity, which every later message for them would
- * find ambiguous) or update one twice in a transaction.
+ * Checks that every planned resource can be found again, once: no identifier value holds a `|`
+ * (a token search splits `system|value` there, so the writer could never find the resource and
+ * every re-sent message would create it again), and no two planned resources of the same type
+ * share an identifier (the writer would create both, two stored resources with one identity that
+ * every later message would find ambiguous, or update one twice in a transaction).
  * @param plan - A mapped message.
- * @throws MappingError (205, duplicate key) naming the two plan keys.
+ * @throws MappingError (102 data type, or 205 duplicate key naming the two plan keys).
  */
-export function assertDistinctIdentities(plan: MessagePlan): void {
+export function assertFindableIdentities(plan: MessagePlan): void {
   const owners = new Map<string, string>();
   for (const p of plan.resources) {
     for (const identifier of p.identifiers) {
+      if (identifier.value?.includes('|')) {
+        throw new MappingError({
+          code: Hl7ErrorCode.DataType,
+          text: `An identifier of ${p.resource.resourceType} (${identifier.system ?? 'no system'}) contains '|' (\\F\\), which identifier searches cannot match`,
+        });
+      }
       const token = `${p.resource.resourceType} ${identifier.system ?? ''}|${identifier.value ?? ''}`;
       const owner = owners.get(token);
       if (owner !== undefined && owner !== p.key) {
