@@ -25,7 +25,6 @@ import {
   adtWithoutPatientId,
   controlId,
   controlIdOf,
-  EncodedMllpSender,
   mdmT02,
   ormO01,
   oruR01,
@@ -51,7 +50,7 @@ import { startE2eTarget } from '../support/target.ts';
  */
 describe('HL7 inbound over MLLP', () => {
   let target: E2eTarget;
-  const senders = new Map<string, MllpSender | EncodedMllpSender>();
+  const senders = new Map<string, MllpSender>();
   let statsBefore: LedgerStats;
   /** What this file sent, per ledger sender label (`FACILITY/APPLICATION`), for the statistics check. */
   const sent = new Map<string, LedgerCounts>();
@@ -69,7 +68,7 @@ describe('HL7 inbound over MLLP', () => {
   });
 
   /** The sender for a channel, or why the channel cannot be reached on this target. */
-  function channel(name: string): MllpSender | EncodedMllpSender | string {
+  function channel(name: string): MllpSender | string {
     const existing = senders.get(name);
     if (existing) {
       return existing;
@@ -83,7 +82,7 @@ describe('HL7 inbound over MLLP', () => {
     if ('skip' in address) {
       return address.skip;
     }
-    const sender = name === 'state-iis' ? new EncodedMllpSender(address.host, address.port, 'latin1') : new MllpSender(address.host, address.port);
+    const sender = name === 'state-iis' ? new MllpSender(address.host, address.port, '2.5.1', 'latin1') : new MllpSender(address.host, address.port);
     senders.set(name, sender);
     return sender;
   }

@@ -10,7 +10,7 @@ import { readHl7Message, readMessageHeader } from '../../src/hl7/message.ts';
 import { buildReplayTask } from '../../src/inbound/replay.ts';
 import type { LedgerCounts } from '../../src/inbound/stats.ts';
 import { ledgerStats } from '../../src/inbound/stats.ts';
-import { adtA01, controlIdOf, EncodedMllpSender, SYSTEMS, testPatient, vxuV04 } from '../support/hl7-messages.ts';
+import { adtA01, controlIdOf, SYSTEMS, testPatient, vxuV04 } from '../support/hl7-messages.ts';
 import type { TestPatient } from '../support/hl7-messages.ts';
 import { ackCode, MllpSender } from '../support/mllp-sender.ts';
 import type { E2eTarget } from '../support/target.ts';
@@ -32,7 +32,7 @@ describe('HL7 dead letters and replay', () => {
   let target: E2eTarget;
   let client: MedplumClient;
   let env: NodeJS.ProcessEnv;
-  const senders: (MllpSender | EncodedMllpSender)[] = [];
+  const senders: (MllpSender)[] = [];
   const cleanup: string[] = [];
 
   beforeAll(async () => {
@@ -66,7 +66,7 @@ describe('HL7 dead letters and replay', () => {
     if (!('skip' in address)) {
       const sender =
         channel === 'state-iis' && target.kind === 'local'
-          ? new EncodedMllpSender(address.host, address.port, 'latin1')
+          ? new MllpSender(address.host, address.port, '2.5.1', 'latin1')
           : new MllpSender(address.host, address.port);
       senders.push(sender);
       const [ack] = await sender.send(er7);

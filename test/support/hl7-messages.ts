@@ -1,5 +1,3 @@
-import Client, { Message } from 'node-hl7-client';
-import type { HL7Version } from 'node-hl7-client';
 import { randomBytes } from 'node:crypto';
 
 /**
@@ -356,55 +354,4 @@ export function unsupportedQuery(options: MessageOptions = {}): string {
  */
 export function controlIdOf(er7: string): string {
   return er7.split('\r')[0].split('|')[9];
-}
-
-/**
- * An MLLP sender for channels whose Endpoint reads another encoding than UTF-8 (the state
- * registry's `encoding=latin1`): like `MllpSender` (test/support/mllp-sender.ts), but the bytes
- * on the wire, both ways, are in `encoding`.
- */
-export class EncodedMllpSender {
-  private readonly client: Client;
-  private readonly connection: ReturnType<Client['createConnection']>;
-  private readonly answers = new Map<string, string[]>();
-
-  /**
-   * @param host - MLLP host.
-   * @param port - MLLP port.
-   * @param encoding - Node buffer encoding of the channel, e.g. `latin1`.
-   * @param version - HL7 version of the messages.
-   */
-  constructor(host: string, port: number, encoding: BufferEncoding, version: HL7Version = '2.5.1') {
-    this.client = new Client({ host, version });
-    this.connection = this.client.createConnection({ port, version, waitAck: false, maxConnectionAttempts: 3, encoding }, async (res) => {
-      const text = res.getMessage().toString();
-      const id = res.getMessage().get('MSA.2').toString();
-      this.answers.set(id, [...(this.answers.get(id) ?? []), text]);
-    });
-  }
-
-  /**
-   * Sends a message and waits (bounded) for `count` answers to it.
-   * @param er7 - The message.
-   * @param count - Answers to wait for.
-   * @param timeoutMs - Upper bound.
-   * @returns The answers received.
-   */
-  async send(er7: string, count = 1, timeoutMs = 10_000): Promise<string[]> {
-    const message = new Message({ text: er7 });
-    const id = message.get('MSH.10').toString();
-    this.answers.delete(id);
-    await this.connection.sendMessage(message);
-    const deadline = Date.now() + timeoutMs;
-    while ((this.answers.get(id)?.length ?? 0) < count && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    return this.answers.get(id) ?? [];
-  }
-
-  /** Closes the connection. */
-  async close(): Promise<void> {
-    await this.connection.close();
-    this.client.closeAll();
-  }
 }

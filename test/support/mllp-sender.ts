@@ -17,10 +17,12 @@ export class MllpSender {
    * @param host - MLLP host.
    * @param port - MLLP port.
    * @param version - HL7 version of the messages (node-hl7-client checks MSH-12 against it).
+   * @param encoding - Byte encoding of the channel (Node's name, e.g. `latin1`); UTF-8 by default.
    */
-  constructor(host: string, port: number, version: HL7Version = '2.5.1') {
+  constructor(host: string, port: number, version: HL7Version = '2.5.1', encoding?: BufferEncoding) {
     this.client = new Client({ host, version });
-    this.connection = this.client.createConnection({ port, version, waitAck: false, maxConnectionAttempts: 3 }, async (res) => {
+    const options = { port, version, waitAck: false, maxConnectionAttempts: 3, ...(encoding ? { encoding } : {}) };
+    this.connection = this.client.createConnection(options, async (res) => {
       const text = res.getMessage().toString();
       const controlId = res.getMessage().get('MSA.2').toString();
       const list = this.answers.get(controlId) ?? [];
