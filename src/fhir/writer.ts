@@ -336,14 +336,23 @@ async function resolve(medplum: MedplumClient, plans: readonly ResourcePlan[]): 
   });
 }
 
-/** True when every identifier of `resource` that matches one of `identifiers` has `use: old`. */
-function matchesOnlyRetired(resource: Resource, identifiers: readonly Identifier[]): boolean {
+/**
+ * @param resource - A stored resource found by `identifiers`.
+ * @param identifiers - The identifiers searched for.
+ * @returns True when it holds them only as retired numbers (`use: old`): a merge survivor, not
+ * the merged-away record they belonged to.
+ */
+export function matchesOnlyRetired(resource: Resource, identifiers: readonly Identifier[]): boolean {
   const wanted = new Set(identifiers.map((i) => `${i.system}|${i.value}`));
   const matching = ((resource as { identifier?: Identifier[] }).identifier ?? []).filter((i) => wanted.has(`${i.system}|${i.value}`));
   return matching.length > 0 && matching.every((i) => i.use === 'old');
 }
 
-function isReplaced(resource: Resource): boolean {
+/**
+ * @param resource - A resource.
+ * @returns True for an inactive record that points to its replacement (a merged-away Patient).
+ */
+export function isReplaced(resource: Resource): boolean {
   const r = resource as { active?: boolean; link?: { type?: string }[] };
   return r.active === false && Boolean(r.link?.some((l) => l.type === 'replaced-by'));
 }

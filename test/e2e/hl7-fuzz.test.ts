@@ -10,7 +10,7 @@ import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { MESSAGE_KEY_SYSTEM, MESSAGE_OUTCOME_SYSTEM, messageKey } from '../../src/fhir/ledger.ts';
-import { tokens } from '../../src/fhir/writer.ts';
+import { isReplaced, matchesOnlyRetired, tokens } from '../../src/fhir/writer.ts';
 import { decodeEscapes, stripControlCharacters } from '../../src/hl7/fields.ts';
 import type { MessageHeaderInfo } from '../../src/hl7/message.ts';
 import { readHl7Message, readMessageHeader, standInForUnreadable } from '../../src/hl7/message.ts';
@@ -1180,7 +1180,7 @@ describe('HL7 inbound fuzzing over MLLP', () => {
           let found = ((entry.resource as Bundle | undefined)?.entry ?? []).map((e) => e.resource as Resource);
           if (found.length > 1) {
             // As the writer resolves: a merged-away record is not the survivor holding its old numbers.
-            found = s.replaced ? found.filter((r) => !holdsOnlyAsOld(r, s.query)) : found.filter((r) => !isReplaced(r));
+            found = s.replaced ? found.filter((r) => !matchesOnlyRetired(r, s.query)) : found.filter((r) => !isReplaced(r));
           }
           if (found.length === 0) {
             const inStore = s.query.flatMap((q) => runtime.store.idsWithToken(s.type, 'identifier', q.system ?? '', q.value ?? ''));
@@ -1342,17 +1342,6 @@ function violationSummary(violations: readonly Violation[]): string[] {
     kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
   }
   return kinds.size > 1 ? ['kinds of violations:', ...[...kinds].sort((a, b) => b[1] - a[1]).map(([k, n]) => `  ${String(n).padStart(4)}  ${k}`)] : [];
-}
-
-function holdsOnlyAsOld(resource: Resource, query: readonly Identifier[]): boolean {
-  const wanted = new Set(query.map((i) => `${i.system}|${i.value}`));
-  const matching = ((resource as { identifier?: Identifier[] }).identifier ?? []).filter((i) => wanted.has(`${i.system}|${i.value}`));
-  return matching.length > 0 && matching.every((i) => i.use === 'old');
-}
-
-function isReplaced(resource: Resource): boolean {
-  const r = resource as { active?: boolean; link?: { type?: string }[] };
-  return r.active === false && Boolean(r.link?.some((l) => l.type === 'replaced-by'));
 }
 
 function oneLine(text: string): string {
