@@ -244,7 +244,7 @@ describe('HL7 dead letters and replay', () => {
       'the replay Task to finish',
       async () => {
         const current = await client.readResource('Task', task.id);
-        return current.status === 'requested' ? undefined : current;
+        return current.status === 'requested' || current.status === 'in-progress' ? undefined : current;
       },
       30_000,
       100
@@ -264,7 +264,7 @@ describe('HL7 dead letters and replay', () => {
       const again = await client.createResource(buildReplayTask({ reference: focus }));
       const finished = await waitFor('the second replay Task', async () => {
         const current = await client.readResource('Task', again.id);
-        return current.status === 'requested' ? undefined : current;
+        return current.status === 'requested' || current.status === 'in-progress' ? undefined : current;
       }, 30_000, 100);
       expect(finished.status).toBe('completed');
       expect(finished.businessStatus?.text).toMatch(/^nothing to replay: the message is (resolved|committed)$/);
