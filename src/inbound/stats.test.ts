@@ -1,27 +1,16 @@
 import type { WithId } from '@medplum/core';
-import type { MedplumClient } from '@medplum/core';
 import type { MessageHeader } from '@medplum/fhirtypes';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startLocalAdmin } from '../../test/support/local-admin.ts';
+import { describe, expect, test } from 'vitest';
+import { useLocalAdmin } from '../../test/support/local-admin.ts';
 import type { LedgerDetails } from '../fhir/ledger.ts';
 import { buildLedgerEntry, markResolved } from '../fhir/ledger.ts';
 import type { MessageHeaderInfo } from '../hl7/message.ts';
-import type { LocalRuntime } from '../local/runtime.ts';
 import type { LedgerCounts } from './stats.ts';
 import { controlIdOf, invariantHolds, ledgerStats, listDeadLetters, senderLabel } from './stats.ts';
 
-let runtime: LocalRuntime;
-let medplum: MedplumClient;
-
-beforeAll(async () => {
-  ({ runtime, medplum } = await startLocalAdmin());
-});
-
-afterAll(async () => {
-  await runtime?.stop();
-});
+const admin = useLocalAdmin();
 
 function header(facility: string, application: string, type: string, controlId: string): MessageHeaderInfo {
   const [messageCode, triggerEvent] = type.split('^');
@@ -42,7 +31,7 @@ function header(facility: string, application: string, type: string, controlId: 
 }
 
 async function record(h: MessageHeaderInfo, details: LedgerDetails): Promise<WithId<MessageHeader>> {
-  return medplum.createResource(buildLedgerEntry(h, details));
+  return admin.medplum.createResource(buildLedgerEntry(h, details));
 }
 
 const zero: LedgerCounts = { received: 0, committed: 0, rejected: 0, deadLettered: 0, resolved: 0, duplicates: 0, replays: 0 };
@@ -58,7 +47,7 @@ function sendersOf(stats: Awaited<ReturnType<typeof ledgerStats>>, facility: str
 
 describe('ledgerStats', () => {
   test('an empty ledger counts nothing and the invariant holds', async () => {
-    const stats = await ledgerStats(medplum, { since: new Date(Date.now() + 3600_000).toISOString() });
+    const stats = await ledgerStats(admin.medplum, { since: new Date(Date.now() + 3600_000).toISOString() });
     expect(stats.total).toEqual(zero);
     expect(stats.senders).toEqual([]);
     expect(stats.invariantHolds).toBe(true);
@@ -78,12 +67,12 @@ describe('ledgerStats', () => {
     const open = await record(adt('4'), { outcome: 'dead-letter', ackCode: 'AE', error: 'PID-3 (101): PID-3 has no identifier' });
     const fixed = await record(adt('5'), { outcome: 'dead-letter', ackCode: 'AE', error: 'Write failed' });
     const replay = await record(adt('5'), { outcome: 'committed', ackCode: 'AA', replayOf: { reference: `MessageHeader/${fixed.id}` } });
-    await markResolved(medplum, fixed, { reference: `MessageHeader/${replay.id}` });
+    await markResolved(admin.medplum, fixed, { reference: `MessageHeader/${replay.id}` });
     await record(adt('4'), { outcome: 'dead-letter', ackCode: 'AE', error: 'still wrong', replayOf: { reference: `MessageHeader/${open.id}` } });
     // LAB: one commit.
     await record(lab('9'), { outcome: 'committed', ackCode: 'AA' });
 
-    const stats = await ledgerStats(medplum, { pageSize: 3 });
+    const stats = await ledgerStats(admin.medplum, { pageSize: 3 });
     expect(sendersOf(stats, fac)).toEqual({
       [`${fac}/ADTSYS`]: { received: 6, committed: 3, rejected: 1, deadLettered: 1, resolved: 1, duplicates: 1, replays: 2 },
       [`${fac}/LABSYS`]: { ...zero, received: 1, committed: 1 },
@@ -106,16 +95,16 @@ describe('ledgerStats', () => {
     await record(h('new-dead'), { outcome: 'dead-letter', ackCode: 'AE', error: 'y' });
     // The old dead letter is replayed and resolved after the cutoff: its reception stays before it.
     const replay = await record(h('old-dead'), { outcome: 'committed', ackCode: 'AA', replayOf: { reference: `MessageHeader/${oldDead.id}` } });
-    await markResolved(medplum, oldDead, { reference: `MessageHeader/${replay.id}` });
+    await markResolved(admin.medplum, oldDead, { reference: `MessageHeader/${replay.id}` });
 
-    const recent = sendersOf(await ledgerStats(medplum, { since: cutoff }), fac);
+    const recent = sendersOf(await ledgerStats(admin.medplum, { since: cutoff }), fac);
     expect(recent[`${fac}/ADTSYS`]).toEqual({ ...zero, received: 2, committed: 1, deadLettered: 1, replays: 1 });
-    const all = sendersOf(await ledgerStats(medplum), fac);
+    const all = sendersOf(await ledgerStats(admin.medplum), fac);
     expect(all[`${fac}/ADTSYS`]).toEqual({ ...zero, received: 4, committed: 2, deadLettered: 1, resolved: 1, replays: 1 });
     // A date without time is midnight UTC.
-    const byDate = await ledgerStats(medplum, { since: '2000-01-01' });
+    const byDate = await ledgerStats(admin.medplum, { since: '2000-01-01' });
     expect(byDate.since).toBe('2000-01-01T00:00:00.000Z');
-    await expect(ledgerStats(medplum, { since: 'yesterday' })).rejects.toThrow(/not an ISO 8601/);
+    await expect(ledgerStats(admin.medplum, { since: 'yesterday' })).rejects.toThrow(/not an ISO 8601/);
   });
 });
 
@@ -126,20 +115,20 @@ describe('listDeadLetters', () => {
     const b = await record(header(fac, 'EHR', 'SIU^S12', 'ctl^b'), { outcome: 'dead-letter', ackCode: 'AE', error: 'SCH-1 (101): SCH-1 is missing' });
     const c = await record(header(fac, 'EHR', 'MDM^T02', 'ctl-c'), { outcome: 'dead-letter', ackCode: 'AE', error: 'z' });
     const replay = await record(header(fac, 'EHR', 'MDM^T02', 'ctl-c'), { outcome: 'committed', ackCode: 'AA', replayOf: { reference: `MessageHeader/${c.id}` } });
-    await markResolved(medplum, c, { reference: `MessageHeader/${replay.id}` });
+    await markResolved(admin.medplum, c, { reference: `MessageHeader/${replay.id}` });
     await record(header(fac, 'EHR', 'ORM^O01', 'ctl-a'), { outcome: 'dead-letter', ackCode: 'AE', error: 'again', replayOf: { reference: `MessageHeader/${a.id}` } });
 
-    const mine = (await listDeadLetters(medplum, { pageSize: 2 })).filter((d) => senderLabel(d.sender).startsWith(fac + '/'));
+    const mine = (await listDeadLetters(admin.medplum, { pageSize: 2 })).filter((d) => senderLabel(d.sender).startsWith(fac + '/'));
     expect(mine).toEqual([
       { id: a.id, received: a.meta?.lastUpdated, sender: a.source?.endpoint, type: 'ORM^O01', controlId: 'ctl-a', error: 'ORC-2 (101): ORC-2 is missing' },
       { id: b.id, received: b.meta?.lastUpdated, sender: b.source?.endpoint, type: 'SIU^S12', controlId: 'ctl^b', error: 'SCH-1 (101): SCH-1 is missing' },
     ]);
     expect(senderLabel(mine[0].sender)).toBe(`${fac}/EHR`);
 
-    const all = await listDeadLetters(medplum);
-    const limited = await listDeadLetters(medplum, { limit: 1, pageSize: 1 });
+    const all = await listDeadLetters(admin.medplum);
+    const limited = await listDeadLetters(admin.medplum, { limit: 1, pageSize: 1 });
     expect(limited).toEqual(all.slice(0, 1));
-    expect(await listDeadLetters(medplum, { limit: 0 })).toEqual([]);
+    expect(await listDeadLetters(admin.medplum, { limit: 0 })).toEqual([]);
   });
 
   test('controlIdOf reads MSH-10 from the key tag', () => {
