@@ -1,4 +1,5 @@
 import type { Hl7Context, Hl7Segment } from '@medplum/core';
+import { stripControlCharacters } from '../fhir/strings.ts';
 
 /**
  * One repetition of a field, split into components and subcomponents with escape sequences
@@ -116,20 +117,6 @@ export function isNullField(segment: Hl7Segment | undefined, field: number): boo
   const all = reps(segment, field);
   return all.length === 1 && all[0].isNull;
 }
-
-/**
- * Removes the control characters FHIR strings may not hold (all below U+0020 except tab, CR and
- * LF). HL7 text has no business carrying them, but senders and `\Xhh\` escapes produce them, and
- * one would make the whole message fail validation.
- * @param text - Decoded text.
- * @returns The text without them.
- */
-export function stripControlCharacters(text: string): string {
-  return text.replace(CONTROL_CHARACTERS, '');
-}
-
-// eslint-disable-next-line no-control-regex
-const CONTROL_CHARACTERS = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g;
 
 function segmentContext(segment: Hl7Segment): Hl7Context {
   return (segment as unknown as { context: Hl7Context }).context;

@@ -1,5 +1,6 @@
 import { Hl7Context, Hl7Message, Hl7Segment } from '@medplum/core';
-import { encodeEscapes, stripControlCharacters } from './fields.ts';
+import { stripControlCharacters } from '../fhir/strings.ts';
+import { encodeEscapes } from './fields.ts';
 
 /** Why a text could not be read as an HL7 v2 message at all (answered with AR). */
 export class Hl7FormatError extends Error {}

@@ -14,6 +14,7 @@ import type {
   Resource,
   Subscription,
 } from '@medplum/fhirtypes';
+import { stripControlCharacters } from '../../fhir/strings.ts';
 import type { AuthService } from '../auth.ts';
 import type { BinaryStorage } from '../binary-storage.ts';
 import type { HubRepository } from '../repo.ts';
@@ -22,10 +23,6 @@ import { DEFAULT_BOT_TIMEOUT_MS, runBotInSandbox } from './sandbox.ts';
 
 type AuditEventWho = NonNullable<AuditEvent['agent'][number]['who']>;
 type AuditEventObserver = AuditEvent['source']['observer'];
-
-/** Characters the FHIR string type does not allow (controls other than tab, CR and LF). */
-// eslint-disable-next-line no-control-regex
-const NOT_IN_FHIR_STRING = /[\u0000-\u0008\u000B\u000C\u000E-\u001F]/g;
 
 /** The stock `maxBotLogLengthForResource` default: AuditEvent.outcomeDesc keeps the last 10 KiB. */
 export const MAX_BOT_LOG_LENGTH = 10 * 1024;
@@ -161,7 +158,7 @@ export class BotExecutor {
       entity: auditEntities(bot, request.input, request.subscription, request.agent, request.device),
       outcome,
       // A FHIR string may not hold control characters; one in a log line must not lose the run's record.
-      outcomeDesc: result.logResult.slice(-MAX_BOT_LOG_LENGTH).replace(NOT_IN_FHIR_STRING, ''),
+      outcomeDesc: stripControlCharacters(result.logResult.slice(-MAX_BOT_LOG_LENGTH)),
     };
     if (request.traceId) {
       auditEvent.extension = [
