@@ -290,7 +290,8 @@ async function commitOnce(
     if (chunk.length === 0) {
       continue;
     }
-    const entries = chunk.map((e) => rewriteAssigned(e, assigned));
+    // References to resources an earlier chunk created point at their ids now.
+    const entries = chunk.map((e) => mapReferences(e, (reference) => assigned[reference]));
     const response = await medplum.executeBatch({ resourceType: 'Bundle', type: 'transaction', entry: entries });
     checkTransactionResponse(response, entries);
     entries.forEach((entry, i) => {
@@ -443,17 +444,6 @@ function findAttachmentByHash(resource: Resource | undefined, hash: string): Att
 
 function getPath(value: unknown, path: string): unknown {
   return path.split('.').reduce<unknown>((node, part) => (node as Record<string, unknown> | undefined)?.[part], value);
-}
-
-function rewriteAssigned(entry: BundleEntry, assigned: Record<string, string>): BundleEntry {
-  if (Object.keys(assigned).length === 0) {
-    return entry;
-  }
-  let text = JSON.stringify(entry);
-  for (const [urn, ref] of Object.entries(assigned)) {
-    text = text.replaceAll(`"${urn}"`, `"${ref}"`);
-  }
-  return JSON.parse(text) as BundleEntry;
 }
 
 function checkTransactionResponse(response: Bundle, entries: BundleEntry[]): void {
