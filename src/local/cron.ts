@@ -205,11 +205,11 @@ export class CronScheduler {
       if (this.schedules.get(botId) !== schedule) {
         return;
       }
+      this.armNext(botId, schedule);
       if (Date.now() + 5 < next) {
-        this.armNext(botId, schedule);
+        // Woken early by the step limit above: not due yet.
         return;
       }
-      this.armNext(botId, schedule);
       this.runBot(botId).catch((err: unknown) => this.log(`Cron run of Bot/${botId} failed: ${normalizeErrorString(err)}`));
     }, delay);
     schedule.timer.unref?.();

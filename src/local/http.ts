@@ -9,8 +9,6 @@ export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 export interface ParsedBody {
   /** The parsed value: an object for JSON and forms, a string for text and HL7, a Buffer otherwise. */
   readonly value: unknown;
-  /** The exact bytes received. */
-  readonly raw: Buffer;
   /** The bare media type, lower case, without parameters. */
   readonly mediaType: string;
 }
@@ -71,23 +69,23 @@ export async function readBody(req: IncomingMessage, limit: number): Promise<Par
   const raw = await readRawBody(req, limit);
   const mediaType = mediaTypeOf(req.headers['content-type']);
   if (raw.length === 0) {
-    return { value: undefined, raw, mediaType };
+    return { value: undefined, mediaType };
   }
   if (mediaType === 'application/json' || mediaType.endsWith('+json')) {
     try {
-      return { value: JSON.parse(raw.toString('utf8')), raw, mediaType };
+      return { value: JSON.parse(raw.toString('utf8')), mediaType };
     } catch (_err) {
       // The stock error handler's answer to body-parser's `entity.parse.failed`.
       throw new HttpError(badRequest('Content could not be parsed'));
     }
   }
   if (mediaType === ContentType.TEXT || mediaType === ContentType.HL7_V2) {
-    return { value: raw.toString('utf8'), raw, mediaType };
+    return { value: raw.toString('utf8'), mediaType };
   }
   if (mediaType === ContentType.FORM_URL_ENCODED) {
-    return { value: Object.fromEntries(new URLSearchParams(raw.toString('utf8'))), raw, mediaType };
+    return { value: Object.fromEntries(new URLSearchParams(raw.toString('utf8'))), mediaType };
   }
-  return { value: raw, raw, mediaType };
+  return { value: raw, mediaType };
 }
 
 /**

@@ -67,11 +67,6 @@ export class HubRepository extends FhirRepository<undefined> {
     this.context = context;
   }
 
-  /** @returns The caller this repository writes as. */
-  getContext(): RepositoryContext {
-    return this.context;
-  }
-
   setMode(_mode: RepositoryMode): void {
     // One in-memory store: there is no reader/writer split.
   }
@@ -82,10 +77,10 @@ export class HubRepository extends FhirRepository<undefined> {
 
   async createResource<T extends Resource>(resource: T, options?: CreateResourceOptions): Promise<WithId<T>> {
     const id = options?.assignedId && resource.id ? resource.id : this.generateId();
-    const created = this.prepareVersion({ ...resource, id } as WithId<T>, undefined);
+    const created = this.prepareVersion(cleaned({ ...resource, id } as WithId<T>), undefined);
     return this.store.transaction(async () => {
       this.store.append(
-        { resource: created, deleted: false, lastUpdated: created.meta?.lastUpdated as string },
+        { resource: created, deleted: false },
         { interaction: 'create', resource: created }
       );
       return deepClone(created);
@@ -114,12 +109,13 @@ export class HubRepository extends FhirRepository<undefined> {
       if (options?.ifMatch && previous && previous.meta?.versionId !== options.ifMatch) {
         throw new OperationOutcomeError(preconditionFailed);
       }
-      if (previous && isNotModified(previous, resource)) {
+      const incoming = cleaned(resource as WithId<T>);
+      if (previous && isNotModified(previous, incoming)) {
         return deepClone(previous);
       }
-      const updated = this.prepareVersion(resource as WithId<T>, previous);
+      const updated = this.prepareVersion(incoming, previous);
       this.store.append(
-        { resource: updated, deleted: false, lastUpdated: updated.meta?.lastUpdated as string },
+        { resource: updated, deleted: false },
         { interaction: previous ? 'update' : 'create', resource: updated, previous }
       );
       return deepClone(updated);
@@ -158,15 +154,14 @@ export class HubRepository extends FhirRepository<undefined> {
       if (existing.deleted) {
         return;
       }
-      const lastUpdated = new Date().toISOString();
       // Like the stock server, a delete is a version of its own (new versionId, no content); the
       // change still carries the last live version, which is what subscriptions deliver.
       const tombstone = {
         ...existing.resource,
-        meta: { ...existing.resource.meta, versionId: this.generateId(), lastUpdated },
+        meta: { ...existing.resource.meta, versionId: this.generateId() },
       };
       this.store.append(
-        { resource: tombstone, deleted: true, lastUpdated },
+        { resource: tombstone, deleted: true },
         { interaction: 'delete', resource: existing.resource, previous: existing.resource }
       );
     });
@@ -283,19 +278,18 @@ export class HubRepository extends FhirRepository<undefined> {
   }
 
   /**
-   * Builds the stored form of a new version: cleaned like the stock server's `stringify`,
-   * validated, with server-managed `meta` fields set.
-   * @param resource - The resource as sent by the client, with its id.
+   * Builds the stored form of a new version: validated, with server-managed `meta` fields set.
+   * @param resource - The resource as sent by the client, with its id, {@link cleaned} (a copy).
    * @param previous - The current version when this is an update.
    * @returns The version to store.
    */
   private prepareVersion<T extends Resource>(resource: WithId<T>, previous: WithId<T> | undefined): WithId<T> {
     validateResourceType(resource.resourceType);
-    const result = JSON.parse(stringify(resource)) as WithId<T>;
+    const result = resource;
     unsignAttachmentUrls(result, this.context.fhirBaseUrl.replace(/fhir\/R4\/$/, ''));
     const meta: Meta = { ...result.meta };
     meta.versionId = randomUUID();
-    meta.lastUpdated = new Date().toISOString();
+    // lastUpdated is stamped by the store, in write order.
     meta.author = this.context.author;
     meta.project = this.projectFor(result, previous);
     result.meta = meta;
@@ -314,7 +308,7 @@ export class HubRepository extends FhirRepository<undefined> {
       ? {
           resourceType: 'OperationOutcome',
           id: 'gone',
-          issue: [{ severity: 'error', code: 'deleted', details: { text: 'Deleted on ' + version.lastUpdated } }],
+          issue: [{ severity: 'error', code: 'deleted', details: { text: 'Deleted on ' + version.resource.meta?.lastUpdated } }],
         }
       : allOk;
     return {
@@ -418,11 +412,20 @@ export class HubRepository extends FhirRepository<undefined> {
  * The stock server treats an update whose content equals the current version, ignoring the
  * server-managed meta fields, as a no-op: no new version, no subscription notification.
  * @param current - The current version.
- * @param incoming - The resource sent by the client.
+ * @param incoming - The resource sent by the client, {@link cleaned}.
  * @returns True when the update would change nothing.
  */
 function isNotModified(current: Resource, incoming: Resource): boolean {
-  return deepEquals(withoutManagedMeta(current), withoutManagedMeta(JSON.parse(stringify(incoming)) as Resource));
+  return deepEquals(withoutManagedMeta(current), withoutManagedMeta(incoming));
+}
+
+/**
+ * @param resource - A resource as a client sent it.
+ * @returns A copy cleaned like the stock server's `stringify` (empty values dropped), the form
+ * that is compared and stored.
+ */
+function cleaned<T extends Resource>(resource: T): T {
+  return JSON.parse(stringify(resource)) as T;
 }
 
 function withoutManagedMeta(resource: Resource): Resource {

@@ -1,7 +1,7 @@
 import type { WithId } from '@medplum/core';
-import { allOk, badRequest, created, forbidden, OperationOutcomeError, Operator } from '@medplum/core';
+import { allOk, badRequest, created, forbidden, OperationOutcomeError } from '@medplum/core';
 import { FhirRouter } from '@medplum/fhir-router';
-import type { AccessPolicy, ClientApplication, Parameters, Project, ProjectMembership } from '@medplum/fhirtypes';
+import type { AccessPolicy, ClientApplication, Parameters, Project } from '@medplum/fhirtypes';
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -355,7 +355,6 @@ export class LocalRuntime {
     );
     if (!project) {
       const projectId = repo.generateId();
-      this.projectId = projectId;
       project = await this.systemRepoFor(projectId).updateResource<Project>({
         resourceType: 'Project',
         id: projectId,
@@ -384,17 +383,6 @@ export class LocalRuntime {
       true
     );
     this.adminClient = { clientId: client.id, clientSecret: client.secret as string, generated: !adminClientSecret };
-  }
-
-  /**
-   * @param profile - A ClientApplication or Bot reference.
-   * @returns The membership whose profile it is.
-   */
-  async membershipOf(profile: { reference: string }): Promise<WithId<ProjectMembership> | undefined> {
-    return this.systemRepo().searchOne<ProjectMembership>({
-      resourceType: 'ProjectMembership',
-      filters: [{ code: 'profile', operator: Operator.EQUALS, value: profile.reference }],
-    });
   }
 
   private required<T>(value: T | undefined): T {

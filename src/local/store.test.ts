@@ -14,7 +14,7 @@ function version(id: string, family: string): StoredVersion {
     name: [{ family }],
     meta: { versionId: 'v' + versionCounter, lastUpdated: new Date().toISOString() },
   };
-  return { resource, deleted: false, lastUpdated: resource.meta?.lastUpdated as string };
+  return { resource, deleted: false };
 }
 
 function write(store: ResourceStore, id: string, family: string): StoredVersion {
@@ -188,7 +188,7 @@ describe('ResourceStore transactions', () => {
       write(store, 'x', 'X2');
       const last = store.latest('Patient', 'y') as StoredVersion;
       store.append(
-        { resource: last.resource as WithId<Resource>, deleted: true, lastUpdated: new Date().toISOString() },
+        { resource: { ...(last.resource as WithId<Resource>) }, deleted: true },
         { interaction: 'delete', resource: last.resource, previous: last.resource }
       );
     });

@@ -14,11 +14,13 @@ export interface ResourceChange {
   readonly previous?: WithId<Resource>;
 }
 
-/** One stored version of a resource. A delete is recorded as a version with `deleted` set. */
+/**
+ * One stored version of a resource. A delete is recorded as a version with `deleted` set. Its
+ * time is `resource.meta.lastUpdated`, stamped by {@link ResourceStore.append}.
+ */
 export interface StoredVersion {
   readonly resource: WithId<Resource>;
   readonly deleted: boolean;
-  readonly lastUpdated: string;
 }
 
 type ChangeListener = (changes: readonly ResourceChange[]) => void;
@@ -90,7 +92,8 @@ export class ResourceStore {
   }
 
   /**
-   * Appends a version inside the current transaction.
+   * Appends a version inside the current transaction and stamps its `meta.lastUpdated` (on the
+   * caller's new resource object, which the change announces too).
    * @param version - The version to append.
    * @param change - The change to announce when the transaction commits.
    */
@@ -109,7 +112,7 @@ export class ResourceStore {
     // the order of the writes (writers that race on a create decide who was first by it).
     const lastUpdated = new Date((this.lastWrite = Math.max(Date.now(), this.lastWrite + 1))).toISOString();
     version.resource.meta = { ...version.resource.meta, lastUpdated };
-    list.push({ ...version, lastUpdated });
+    list.push(version);
     txn.changes.push(change);
   }
 

@@ -14,6 +14,7 @@ import {
 } from '@medplum/core';
 import type { AuditEvent, Bot, ProjectMembership, Reference, Resource, Subscription } from '@medplum/fhirtypes';
 import { createHmac } from 'node:crypto';
+import { entityRole, recordAuditEvent } from './audit.ts';
 import { rewriteAttachmentUrls } from './attachments.ts';
 import type { AuthService } from './auth.ts';
 import type { BinaryStorage } from './binary-storage.ts';
@@ -132,21 +133,17 @@ export class SubscriptionEngine {
   }
 
   private async enqueueMatches(changes: readonly ResourceChange[], requestTime: string, traceId?: string): Promise<void> {
-    const subscriptions = await this.options.systemRepo.searchResources<Subscription>({
-      resourceType: 'Subscription',
-      count: MAX_SUBSCRIPTIONS,
-      filters: [{ code: 'status', operator: Operator.EQUALS, value: 'active' }],
-    });
+    const subscriptions = (
+      await this.options.systemRepo.searchResources<Subscription>({
+        resourceType: 'Subscription',
+        count: MAX_SUBSCRIPTIONS,
+        filters: [{ code: 'status', operator: Operator.EQUALS, value: 'active' }],
+      })
+    ).filter((s) => s.channel.type === 'rest-hook' && getExtensionValue(s, SubscriptionExtension.preCommit) !== true);
     for (const change of changes) {
       for (const subscription of subscriptions) {
         // Only subscriptions of the resource's own project see it.
         if (subscription.meta?.project !== change.resource.meta?.project) {
-          continue;
-        }
-        if (getExtensionValue(subscription, SubscriptionExtension.preCommit) === true) {
-          continue;
-        }
-        if (subscription.channel.type !== 'rest-hook') {
           continue;
         }
         let matches = false;
@@ -197,8 +194,9 @@ export class SubscriptionEngine {
     if (!subscription || subscription.status !== 'active' || subscription.channel.type !== 'rest-hook') {
       return;
     }
+    let current: WithId<Resource> | undefined;
     if (job.interaction !== 'delete') {
-      const current = await readOrUndefined<Resource>(repo, job.resourceType, job.id);
+      current = await readOrUndefined<Resource>(repo, job.resourceType, job.id);
       if (!current) {
         return;
       }
@@ -207,7 +205,8 @@ export class SubscriptionEngine {
         return;
       }
     }
-    const version = await repo.readVersion<Resource>(job.resourceType, job.id, job.versionId);
+    const version =
+      current?.meta?.versionId === job.versionId ? current : await repo.readVersion<Resource>(job.resourceType, job.id, job.versionId);
     const resource = await rewriteAttachmentUrls(version, repo, this.options.binaries, this.options.baseUrl);
     try {
       const endpoint = subscription.channel.endpoint ?? '';
@@ -309,20 +308,13 @@ export class SubscriptionEngine {
       agent: [{ type: { text: 'Subscription' }, requestor: false }],
       source: { observer: createReference(subscription) as AuditEvent['source']['observer'] },
       entity: [
-        { what: createReference(resource), role: resource.resourceType === 'Patient' ? { code: '1', display: 'Patient' } : { code: '4', display: 'Domain' } },
-        { what: createReference(subscription), role: { code: '9', display: 'Subscriber' } },
+        { what: createReference(resource), role: entityRole(resource) },
+        { what: createReference(subscription), role: entityRole(subscription) },
       ],
       outcome: success ? '0' : '4',
       outcomeDesc,
     };
-    if (job.traceId) {
-      auditEvent.extension = [
-        { url: 'https://medplum.com/fhir/StructureDefinition/tracing', extension: [{ url: 'traceId', valueId: job.traceId }] },
-      ];
-    }
-    await this.options.systemRepo.createResource(auditEvent).catch(() =>
-      this.options.systemRepo.createResource({ ...auditEvent, extension: undefined })
-    );
+    await recordAuditEvent(this.options.systemRepo, auditEvent, job.traceId);
   }
 
   private isIdle(): boolean {

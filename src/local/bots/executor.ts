@@ -15,6 +15,7 @@ import type {
   Subscription,
 } from '@medplum/fhirtypes';
 import { stripControlCharacters } from '../../fhir/strings.ts';
+import { entityRole, recordAuditEvent } from '../audit.ts';
 import type { AuthService } from '../auth.ts';
 import type { BinaryStorage } from '../binary-storage.ts';
 import type { HubRepository } from '../repo.ts';
@@ -160,23 +161,10 @@ export class BotExecutor {
       // A FHIR string may not hold control characters; one in a log line must not lose the run's record.
       outcomeDesc: stripControlCharacters(result.logResult.slice(-MAX_BOT_LOG_LENGTH)),
     };
-    if (request.traceId) {
-      auditEvent.extension = [
-        {
-          url: 'https://medplum.com/fhir/StructureDefinition/tracing',
-          extension: [{ url: 'traceId', valueId: request.traceId }],
-        },
-      ];
-    }
-    try {
-      await this.options.systemRepo.createResource(auditEvent);
-    } catch (_err) {
-      // Auditing must never change a run's outcome (the caller's answer, an ACK, depends on it);
-      // an invalid trace id is the only realistic cause left.
-      await this.options.systemRepo.createResource({ ...auditEvent, extension: undefined }).catch((err: unknown) => {
-        console.error(`AuditEvent for Bot/${bot.id} not written: ${normalizeErrorString(err)}`);
-      });
-    }
+    // Auditing must never change a run's outcome: the caller's answer, an ACK, depends on it.
+    await recordAuditEvent(this.options.systemRepo, auditEvent, request.traceId).catch((err: unknown) => {
+      console.error(`AuditEvent for Bot/${bot.id} not written: ${normalizeErrorString(err)}`);
+    });
   }
 }
 
@@ -206,15 +194,4 @@ function auditEntities(...values: unknown[]): AuditEventEntity[] {
     }
   }
   return entities;
-}
-
-function entityRole(resource: Resource): { code: string; display: string } {
-  switch (resource.resourceType) {
-    case 'Patient':
-      return { code: '1', display: 'Patient' };
-    case 'Subscription':
-      return { code: '9', display: 'Subscriber' };
-    default:
-      return { code: '4', display: 'Domain' };
-  }
 }
