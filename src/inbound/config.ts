@@ -1,6 +1,7 @@
 import type { MedplumClient } from '@medplum/core';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
 import { HL7_SENDER_SYSTEM } from '../constants.ts';
+import { tokens } from '../fhir/writer.ts';
 import { mappingConfigFrom } from '../mapping/config-files.ts';
 import type { MappingConfig } from '../mapping/context.ts';
 
@@ -12,10 +13,7 @@ import type { MappingConfig } from '../mapping/context.ts';
  * @returns The configuration.
  */
 export async function loadMappingConfig(medplum: MedplumClient, sendingFacility: string): Promise<MappingConfig> {
-  const senders = [sendingFacility, '*']
-    .filter(Boolean)
-    .map((v) => `${HL7_SENDER_SYSTEM}|${v.replaceAll('\\', '\\\\').replaceAll(',', '\\,')}`)
-    .join(',');
+  const senders = tokens([sendingFacility, '*'].filter(Boolean).map((value) => ({ system: HL7_SENDER_SYSTEM, value })));
   const response = await medplum.executeBatch({
     resourceType: 'Bundle',
     type: 'batch',

@@ -1,6 +1,7 @@
 import type { MessageHeader, Patient } from '@medplum/fhirtypes';
 import { describe, expect, test } from 'vitest';
 import { useLocalAdmin } from '../../test/support/local-admin.ts';
+import { HL7_SENDER_SYSTEM, SENDER_TIMEZONE_EXTENSION } from '../constants.ts';
 import { outcomeOf } from '../fhir/ledger.ts';
 import type { InboundResult } from './pipeline.ts';
 import { processInboundMessage } from './pipeline.ts';
@@ -97,6 +98,30 @@ describe('processInboundMessage with hostile headers and structures', () => {
     expect(result.ackCode).toBe('AE');
     expect(msa(result, 3)).toMatch(/^An identifier of Patient \(.*\) contains '/);
     await expectRecorded(result);
+  });
+
+  test('a field read by the map and by the pipeline is reported once', async () => {
+    const text = 'MSH|^~\\&|APP|WARNONCE|HUB|HUB|20240312081500-0500||ADT^A08|WRN1|P|2.5.1\rEVN|A08|20241399\rPID|1||WRN1^^^NSH^MR||Doe^Jane\rPV1|1|O';
+    const result = await processInboundMessage(admin.medplum, text);
+    const locations = result.ack.getAll('ERR').map((err) => err.getField(2)?.toString());
+    expect(result.ackCode, msa(result, 3)).toBe('AA');
+    expect(locations.filter((l) => l === 'EVN^1^2')).toHaveLength(1);
+    expect(new Set(locations).size).toBe(locations.length);
+  });
+
+  test('a dead letter is resolved when the sender sends the same message again after the fix', async () => {
+    const text = 'MSH|^~\\&|APP|LATEFIX|HUB|HUB|20240312081500||ADT^A08|FIX1|P|2.5.1\rEVN|A08|20240312081500\rPID|1||FIX1^^^NSH^MR||Doe^Jane||19800101120000|F\rPV1|1|O';
+    const failed = await processInboundMessage(admin.medplum, text);
+    expect(failed.ackCode, msa(failed, 3)).toBe('AE');
+    await admin.medplum.createResource({
+      resourceType: 'Organization',
+      identifier: [{ system: HL7_SENDER_SYSTEM, value: 'LATEFIX' }],
+      extension: [{ url: SENDER_TIMEZONE_EXTENSION, valueString: 'America/Chicago' }],
+    });
+    const again = await processInboundMessage(admin.medplum, text);
+    expect(again.ackCode, msa(again, 3)).toBe('AA');
+    const entry = await admin.medplum.readReference<MessageHeader>({ reference: failed.ledger as string });
+    expect(outcomeOf(entry)).toBe('resolved');
   });
 
   test('SPM before ORC/OBR (specimen-first orders) commits', async () => {

@@ -2,7 +2,7 @@ import type { Hl7Message, MedplumClient, WithId } from '@medplum/core';
 import { normalizeErrorString } from '@medplum/core';
 import type { Attachment, MessageHeader, Reference } from '@medplum/fhirtypes';
 import { CommitError, IdentityConflictError, commitPlan } from '../fhir/writer.ts';
-import type { MessageOutcome } from '../fhir/ledger.ts';
+import type { LedgerDetails, MessageOutcome } from '../fhir/ledger.ts';
 import { buildLedgerEntry, committedEntry, describeIssue, findEarlierReceptions, markResolved, messageHash, outcomeOf, storeRawMessage } from '../fhir/ledger.ts';
 import type { AckError } from '../hl7/ack.ts';
 import { buildAckWithIssues, Hl7ErrorCode } from '../hl7/ack.ts';
@@ -124,6 +124,7 @@ export async function processInboundMessage(
     const ctx = new MappingContext(header, config);
     const plan = mapMessage(mapper, message, ctx);
     const eventTime = ctx.instant(val(message.getSegment('EVN'), 2), { segment: 'EVN', field: 2 }) ?? ctx.instant(header.dateTime, { segment: 'MSH', field: 7 });
+    const messageTime = ctx.dateTime(header.dateTime, { segment: 'MSH', field: 7 });
     const warnings = plan.warnings;
     const rawMessage = warnings.length ? await storeRawMessage(medplum, raw) : undefined;
     const result = await commitPlan(medplum, plan, {
@@ -135,7 +136,7 @@ export async function processInboundMessage(
           focus: Object.values(refs),
           warnings,
           rawMessage,
-          messageTime: ctx.dateTime(header.dateTime, { segment: 'MSH', field: 7 }),
+          messageTime,
           replayOf: options.replayOf,
           contentHash,
         }),
@@ -222,7 +223,9 @@ async function answerFailure(
   const ackCode = outcome === 'dead-letter' ? 'AE' : 'AR';
   const verb = outcome === 'dead-letter' ? 'not committed' : 'rejected';
   options.log?.(`${header.messageCode}^${header.triggerEvent} ${header.controlId}: ${verb}: ${issue.text}`);
-  const ledger = await recordFailure(medplum, header, raw, outcome, ackCode, issue, options);
+  // Tagged with the content hash too: when the same message later commits (sent again after a
+  // fix), its earlier failures are found by key and hash and marked resolved.
+  const ledger = await recordFailure(medplum, header, raw, { outcome, ackCode, error: describeIssue({ ...issue, severity: 'error' }), contentHash: messageHash(message.toString()) }, options);
   return { ack: buildAckWithIssues(message, ackCode, [{ ...issue, severity: 'error' }]), ackCode, outcome, duplicate: false, ledger };
 }
 
@@ -235,14 +238,12 @@ async function recordFailure(
   medplum: MedplumClient,
   header: MessageHeaderInfo,
   raw: string,
-  outcome: MessageOutcome,
-  ackCode: 'AE' | 'AR',
-  issue: AckError,
+  failure: Pick<LedgerDetails, 'outcome' | 'ackCode' | 'error' | 'contentHash'>,
   options: InboundOptions
 ): Promise<string | undefined> {
   try {
     const rawMessage: Attachment = options.rawMessage ?? (await storeRawMessage(medplum, raw));
-    const details = { outcome, ackCode, error: describeIssue({ ...issue, severity: 'error' }), rawMessage, replayOf: options.replayOf };
+    const details: LedgerDetails = { ...failure, rawMessage, replayOf: options.replayOf };
     const created = await medplum
       .createResource(buildLedgerEntry(header, details))
       .catch(() => medplum.createResource(buildLedgerEntry({ ...EMPTY_HEADER, controlId: header.controlId.replace(/[^\w.-]/g, '') }, details)));

@@ -1,3 +1,4 @@
+import { deepEquals } from '@medplum/core';
 import type { Coding, ConceptMap, NamingSystem, Organization } from '@medplum/fhirtypes';
 import { HL7_SENDER_SYSTEM, HUB_SID, SENDER_TIMEZONE_EXTENSION } from '../constants.ts';
 import type { ErrorLocation } from '../hl7/ack.ts';
@@ -196,7 +197,11 @@ export class MappingContext {
 
   /** @param issue - A warning to report in the ACK and the ledger. */
   warn(issue: Omit<MappingIssue, 'severity'>): void {
-    this.warnings.push({ ...issue, severity: 'warning' });
+    // A field read twice (a map and the pipeline both read EVN-2) is reported once.
+    const same = (w: MappingIssue): boolean => w.code === issue.code && w.text === issue.text && deepEquals(w.location, issue.location);
+    if (!this.warnings.some(same)) {
+      this.warnings.push({ ...issue, severity: 'warning' });
+    }
   }
 
   /**
