@@ -24,13 +24,13 @@ describe('identifierSystem', () => {
 
   test('a malformed universal id is not used as a system (a FHIR uri has no spaces): warning, then the namespace', () => {
     const ctx = context();
-    for (const [universalId, universalIdType] of [
+    for (const [i, [universalId, universalIdType]] of [
       ['2.16.840 .1', 'ISO'],
       ['1.2.x', 'ISO'],
       ['https://ids.example.org/a b', 'URI'],
       ['not-a-uuid', 'UUID'],
-    ]) {
-      const system = ctx.identifierSystem({ namespace: 'LOCALX', universalId, universalIdType }, 'MR');
+    ].entries()) {
+      const system = ctx.identifierSystem({ namespace: 'LOCALX', universalId, universalIdType }, 'MR', { segment: 'PID', sequence: i + 1, field: 3 });
       expect(system).toBe('https://fhir.integration-hub.dev/sid/assigning-authority/LOCALX');
     }
     expect(ctx.warnings.filter((w) => w.text.startsWith('Assigning authority universal id is not a valid'))).toHaveLength(4);

@@ -4,6 +4,7 @@ import type { ErrorLocation } from '../hl7/ack.ts';
 import type { MappingContext } from './context.ts';
 import { identifierToken } from './keys.ts';
 import type { ResourcePlan } from './plan.ts';
+import { asFill } from './plan.ts';
 import { mapPatient } from './segments/pid.ts';
 import { mapEncounter } from './segments/pv1.ts';
 
@@ -216,11 +217,6 @@ export function mapSubject(group: PatientGroup, index: number, ctx: MappingConte
   });
   const encounterKey = encounter ? addOrReuse(plans, asFill(encounter)) : undefined;
   return encounterKey ? { patientKey, encounterKey } : { patientKey };
-}
-
-function asFill<T extends ResourcePlan>(plan: T): T {
-  const { clear: _clear, defaultsOnly: _defaults, ...rest } = plan;
-  return { ...rest, merge: 'fill' } as T;
 }
 
 function addOrReuse(plans: ResourcePlan[], plan: ResourcePlan): string {

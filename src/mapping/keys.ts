@@ -1,4 +1,4 @@
-import type { Identifier } from '@medplum/fhirtypes';
+import type { CodeableConcept, Identifier } from '@medplum/fhirtypes';
 import { HUB_SID } from '../constants.ts';
 import type { MappingContext } from './context.ts';
 import { slug } from './context.ts';
@@ -33,4 +33,28 @@ export function syntheticIdentifier(kind: string, _ctx: MappingContext, parts: r
  */
 export function identifierToken(identifier: Identifier | undefined): string {
   return identifier ? `${identifier.system ?? ''}^${identifier.value ?? ''}` : '';
+}
+
+/**
+ * How a concept without codings is written in its token: its text as sent (`text`), or marked and
+ * lower-cased (`prefixed`, `text^<text>`) so free-text diagnoses, procedures and allergens that
+ * differ only in case are one resource and never collide with a `system^code` token.
+ */
+export type ConceptTextForm = 'text' | 'prefixed';
+
+/**
+ * @param concept - A concept (from `cweToCodeableConcept`), if any.
+ * @param textForm - How a concept without codings is written (default `text`).
+ * @returns The first coding as `system^code`, else the concept's text in `textForm`, else ''.
+ */
+export function conceptToken(concept: CodeableConcept | undefined, textForm: ConceptTextForm = 'text'): string {
+  const coding = concept?.coding?.[0];
+  if (coding) {
+    return `${coding.system ?? ''}^${coding.code ?? ''}`;
+  }
+  const text = concept?.text ?? '';
+  if (textForm === 'text') {
+    return text;
+  }
+  return text ? `text^${text.trim().toLowerCase()}` : '';
 }

@@ -89,6 +89,19 @@ export function localRef<T extends Resource = Resource>(key: string, display?: s
 }
 
 /**
+ * A plan as a feed that is not authoritative for it (demographics, visits) asserts it: merged with
+ * `fill`, it only adds what the stored resource lacks. Such a plan asserts nothing, so it deletes
+ * nothing either (`clear` dropped), and everything in it is already only a default
+ * (`defaultsOnly` dropped).
+ * @param plan - A plan.
+ * @returns The same plan with merge `fill` and without `clear` or `defaultsOnly`.
+ */
+export function asFill<T extends ResourcePlan>(plan: T): T {
+  const { clear: _clear, defaultsOnly: _defaults, ...rest } = plan;
+  return { ...rest, merge: 'fill' } as T;
+}
+
+/**
  * Checks that every planned resource can be found again, once: no identifier value holds a `|`
  * (a token search splits `system|value` there, so the writer could never find the resource and
  * every re-sent message would create it again), and no two planned resources of the same type

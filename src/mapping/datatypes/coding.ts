@@ -66,6 +66,30 @@ export function cweToCodeableConcept(cwe: FieldRep, ctx: MappingContext, default
 }
 
 /**
+ * A code sent with its coding method and description in neighbouring fields (DG1-2/3/4, PR1-2/3/4):
+ * the coding method is the default coding system, and the description is the text when CWE.9 has
+ * none (alone, when there is no code).
+ * @param cwe - The code field's repetition, if any.
+ * @param codingMethod - The coding-method field (a table 0396 name), possibly empty.
+ * @param description - The description field, possibly empty.
+ * @param ctx - The mapping context.
+ * @returns The concept, or undefined when both the code and the description are empty.
+ */
+export function describedConcept(
+  cwe: FieldRep | undefined,
+  codingMethod: string,
+  description: string,
+  ctx: MappingContext
+): CodeableConcept | undefined {
+  const concept = cwe ? cweToCodeableConcept(cwe, ctx, codingMethod.trim() || undefined) : undefined;
+  const text = description.trim();
+  if (!concept) {
+    return text ? { text } : undefined;
+  }
+  return text && !cwe?.get(9).trim() ? { ...concept, text } : concept;
+}
+
+/**
  * A coded value (ID/IS) from an HL7 table as a Coding.
  * @param code - The code as sent.
  * @param table - The HL7 table number, e.g. `0004`.

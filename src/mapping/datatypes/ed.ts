@@ -1,5 +1,8 @@
+import type { Attachment } from '@medplum/fhirtypes';
 import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
 import type { FieldRep } from '../../hl7/fields.ts';
+import type { AttachmentUpload } from '../plan.ts';
 
 /** HL7 table 0291 subtypes (and common spellings) whose MIME type is not simply `<type>/<subtype>`. */
 const SUBTYPES: Record<string, string> = {
@@ -86,4 +89,31 @@ export function decodeEd(ed: FieldRep): EdContent | undefined {
     bytes = Buffer.from(raw, 'utf8');
   }
   return bytes && bytes.length > 0 ? { contentType: mimeType(ed.get(2), ed.get(3)), bytes } : undefined;
+}
+
+/** Decoded content as the plan carries it: the attachment without data, and its Binary upload. */
+export interface StoredContent {
+  /** `contentType`, `size` and `hash`; the writer sets `url` once the Binary exists. */
+  readonly attachment: Attachment;
+  /** What to store as the Binary (the caller adds the attachment's `path`). */
+  readonly upload: Omit<AttachmentUpload, 'path'>;
+}
+
+/**
+ * @param content - Decoded ED content (from {@link decodeEd}).
+ * @returns The attachment (`contentType`, `size`, SHA-1 `hash`) and the upload (base64 `data`).
+ * The hash is deterministic, so a re-sent document is stored once.
+ */
+export function storedContent(content: EdContent): StoredContent {
+  const { contentType, bytes } = content;
+  const hash = sha1Base64(bytes);
+  return { attachment: { contentType, size: bytes.length, hash }, upload: { contentType, data: bytes.toString('base64'), hash } };
+}
+
+/**
+ * @param bytes - Content.
+ * @returns Its SHA-1, base64, as `Attachment.hash` carries it.
+ */
+export function sha1Base64(bytes: Buffer): string {
+  return createHash('sha1').update(bytes).digest('base64');
 }

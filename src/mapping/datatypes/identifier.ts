@@ -19,14 +19,17 @@ export function identifierType(code: string): Identifier['type'] | undefined {
  * @param cx - One repetition of a CX field.
  * @param ctx - The mapping context.
  * @param location - Where it was read.
+ * @param defaultTypeCode - Identifier type (table 0203) to use when CX.5 is blank, for fields whose
+ * meaning fixes the type (PV1-19 is a visit number, `VN`).
  * @returns The identifier, or undefined when CX.1 is empty.
  */
-export function cxToIdentifier(cx: FieldRep, ctx: MappingContext, location: ErrorLocation): Identifier | undefined {
+export function cxToIdentifier(cx: FieldRep, ctx: MappingContext, location: ErrorLocation, defaultTypeCode?: string): Identifier | undefined {
   const value = cx.get(1).trim();
   if (!value || cx.isNull) {
     return undefined;
   }
-  const typeCode = cx.get(5);
+  const sentTypeCode = cx.get(5);
+  const typeCode = defaultTypeCode && !sentTypeCode.trim() ? defaultTypeCode : sentTypeCode;
   const system = ctx.identifierSystem(
     { namespace: cx.sub(4, 1), universalId: cx.sub(4, 2), universalIdType: cx.sub(4, 3) },
     typeCode,
@@ -37,12 +40,23 @@ export function cxToIdentifier(cx: FieldRep, ctx: MappingContext, location: Erro
   if (type) {
     identifier.type = type;
   }
-  const start = cx.get(7) ? ctx.date(cx.get(7), location) : undefined;
-  const end = cx.get(8) ? ctx.date(cx.get(8), location) : undefined;
+  const start = ctx.date(cx.get(7), location);
+  const end = ctx.date(cx.get(8), location);
   if (start || end) {
     identifier.period = { ...(start ? { start } : {}), ...(end ? { end } : {}) };
   }
   return identifier;
+}
+
+/** How {@link eiToIdentifier} reads the assigning authority of an EI. */
+export interface EiAuthorityOptions {
+  /**
+   * What scopes the sender-local system of an EI without an authority (default: the type code),
+   * e.g. `document`, so a bare document number never shares a system with a bare order number.
+   */
+  readonly scope?: string;
+  /** Trim EI.2-EI.4 before they are looked up. */
+  readonly trimAuthority?: boolean;
 }
 
 /**
@@ -50,16 +64,25 @@ export function cxToIdentifier(cx: FieldRep, ctx: MappingContext, location: Erro
  * EI.3/EI.4 universal id and type → system.
  * @param ei - The EI (a repetition, or a component viewed with `nested`).
  * @param ctx - The mapping context.
- * @param typeCode - Identifier type (PLAC, FILL, ...).
+ * @param typeCode - Identifier type (PLAC, FILL, ...); '' for none.
  * @param location - Where it was read.
+ * @param options - How the authority is read (scope of a system without one, trimming).
  * @returns The identifier, or undefined when EI.1 is empty.
  */
-export function eiToIdentifier(ei: FieldRep, ctx: MappingContext, typeCode: string, location: ErrorLocation): Identifier | undefined {
+export function eiToIdentifier(
+  ei: FieldRep,
+  ctx: MappingContext,
+  typeCode: string,
+  location: ErrorLocation,
+  options: EiAuthorityOptions = {}
+): Identifier | undefined {
   const value = ei.get(1).trim();
   if (!value || ei.isNull) {
     return undefined;
   }
-  const system = ctx.identifierSystem({ namespace: ei.get(2), universalId: ei.get(3), universalIdType: ei.get(4) }, typeCode, location);
+  const part = (component: number): string => (options.trimAuthority ? ei.get(component).trim() : ei.get(component));
+  const authority = { namespace: part(2), universalId: part(3), universalIdType: part(4) };
+  const system = ctx.identifierSystem(authority, options.scope ?? typeCode, location);
   const identifier: Identifier = { system, value };
   const type = identifierType(typeCode);
   if (type) {

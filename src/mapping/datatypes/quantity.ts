@@ -1,7 +1,5 @@
 import type { Quantity, Range, Ratio } from '@medplum/fhirtypes';
 import type { FieldRep } from '../../hl7/fields.ts';
-import type { MappingContext } from '../context.ts';
-import { quantityUnits } from './units.ts';
 
 /** A decimal as HL7 NM allows it (leading +/-, leading zeros, optional fraction). */
 const NM = /^[+-]?(\d+(\.\d*)?|\.\d+)$/;
@@ -19,16 +17,6 @@ export function parseNm(text: string): number | undefined {
   return Number.isFinite(n) ? n : undefined;
 }
 
-/**
- * Units (a CWE, e.g. OBX-6) → the unit parts of a Quantity (see {@link quantityUnits}).
- * @param units - The units repetition, if any.
- * @param ctx - The mapping context.
- * @returns `unit`, `system`, `code` (any subset).
- */
-export function unitsOf(units: FieldRep | undefined, ctx: MappingContext): Pick<Quantity, 'unit' | 'system' | 'code'> {
-  return quantityUnits(units, ctx);
-}
-
 /** The result of reading an SN (structured numeric). */
 export type StructuredNumeric =
   | { readonly kind: 'quantity'; readonly value: Quantity }
@@ -38,24 +26,22 @@ export type StructuredNumeric =
 
 /**
  * SN → Quantity, Range, Ratio or string (IG OBX-5 map): `<^10` (comparator), `^10^-^20` (range),
- * `^1^:^128` (ratio, also `/`), `^5^+` (categorical "5+", kept as text).
+ * `^1^:^128` (ratio, also `/`), `^5^+` (categorical "5+", kept as text). The quantities carry no
+ * units: the caller adds OBX-6's.
  * @param sn - The SN repetition.
- * @param units - Units for the numbers.
- * @param ctx - The mapping context.
  * @returns The value, or undefined when empty.
  */
-export function snToValue(sn: FieldRep, units: FieldRep | undefined, ctx: MappingContext): StructuredNumeric | undefined {
+export function snToValue(sn: FieldRep): StructuredNumeric | undefined {
   const comparator = sn.get(1).trim();
   const num1 = parseNm(sn.get(2));
   const separator = sn.get(3).trim();
   const num2 = parseNm(sn.get(4));
-  const unit = unitsOf(units, ctx);
   if (num1 === undefined && num2 === undefined) {
     const text = [comparator, sn.get(2), separator, sn.get(4)].join('').trim();
     return text ? { kind: 'string', value: text } : undefined;
   }
   if (separator === '-' && num1 !== undefined && num2 !== undefined) {
-    return { kind: 'range', value: { low: { value: num1, ...unit }, high: { value: num2, ...unit } } };
+    return { kind: 'range', value: { low: { value: num1 }, high: { value: num2 } } };
   }
   if ((separator === ':' || separator === '/') && num1 !== undefined && num2 !== undefined) {
     return { kind: 'ratio', value: { numerator: { value: num1 }, denominator: { value: num2 } } };
@@ -65,7 +51,7 @@ export function snToValue(sn: FieldRep, units: FieldRep | undefined, ctx: Mappin
     if (comparator && !fhirComparator && comparator !== '=') {
       return { kind: 'string', value: `${comparator}${sn.get(2).trim()}` };
     }
-    return { kind: 'quantity', value: { value: num1, ...(fhirComparator ? { comparator: fhirComparator } : {}), ...unit } };
+    return { kind: 'quantity', value: { value: num1, ...(fhirComparator ? { comparator: fhirComparator } : {}) } };
   }
   return { kind: 'string', value: [comparator, sn.get(2), separator, sn.get(4)].join('').trim() };
 }

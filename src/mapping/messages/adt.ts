@@ -5,7 +5,7 @@ import { rep } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
 import { identifierToken } from '../keys.ts';
 import type { MergeStrategy, ResourcePlan } from '../plan.ts';
-import { MappingError } from '../plan.ts';
+import { asFill, MappingError } from '../plan.ts';
 import { mapAllergy } from '../segments/al1.ts';
 import { encounterLink, mapDiagnosis } from '../segments/dg1.ts';
 import { eventTimes } from '../segments/evn.ts';
@@ -184,9 +184,7 @@ function planPatient(
   const index = plans.length;
   plans.push(base);
   const care = mapPrimaryCare(pd1, ctx, plans);
-  // A `fill` plan asserts nothing, so it deletes nothing either.
-  const { clear: _clear, ...rest } = base;
-  let plan: ResourcePlan<Patient> = merge === 'fill' ? { ...rest, merge } : { ...base, merge };
+  let plan: ResourcePlan<Patient> = merge === 'fill' ? asFill(base) : { ...base, merge };
   if (care.generalPractitioner.length) {
     plan = { ...plan, resource: { ...plan.resource, generalPractitioner: care.generalPractitioner } };
   } else if (care.cleared && merge === 'overlay') {

@@ -3,7 +3,7 @@ import type { Patient } from '@medplum/fhirtypes';
 import { Hl7ErrorCode } from '../../hl7/ack.ts';
 import type { MappingContext } from '../context.ts';
 import type { MessagePlan, ResourcePlan } from '../plan.ts';
-import { MappingError } from '../plan.ts';
+import { asFill, MappingError } from '../plan.ts';
 import { documentContent } from '../segments/document-obx.ts';
 import { mapPatient } from '../segments/pid.ts';
 import { mapEncounter } from '../segments/pv1.ts';
@@ -29,8 +29,7 @@ function mdmWithContent(parentRelation: DocumentOptions['parentRelation']): Mess
       throw new MappingError({ code: Hl7ErrorCode.SegmentSequence, text: 'TXA segment missing', location: { segment: 'TXA' } });
     }
     // Demographics are ADT's to assert: this feed only fills in what the record lacks.
-    const { clear: _deletes, ...patientPlan } = mapPatient(message.getSegment('PID'), ctx);
-    const patient: ResourcePlan<Patient> = { ...patientPlan, merge: 'fill' };
+    const patient: ResourcePlan<Patient> = asFill(mapPatient(message.getSegment('PID'), ctx));
     const plans: ResourcePlan[] = [patient];
     const encounter = mapEncounter(message.getSegment('PV1'), message.getSegment('PV2'), patient.key, patient.identifiers[0], ctx, plans);
     if (encounter) {

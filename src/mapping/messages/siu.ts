@@ -5,7 +5,7 @@ import { fhirDateTimeToEpoch } from '../../hl7/datetime.ts';
 import { val } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
 import type { MessagePlan, ResourcePlan } from '../plan.ts';
-import { localRef, MappingError } from '../plan.ts';
+import { asFill, localRef, MappingError } from '../plan.ts';
 import { mapGeneralResource } from '../segments/aig.ts';
 import type { Timing } from '../segments/ai-timing.ts';
 import { addMinutes } from '../segments/ai-timing.ts';
@@ -44,8 +44,7 @@ function siuMapper(event: 'S12' | 'S13' | 'S14' | 'S15'): MessageMapper {
     }
     const schedule = mapSchedule(sch, message.getSegment('TQ1'), ctx);
     // Demographics are ADT's to assert: this feed only fills in what the record lacks.
-    const { clear: _deletes, ...patientPlan } = mapPatient(message.getSegment('PID'), ctx);
-    const patient: ResourcePlan<Patient> = { ...patientPlan, merge: 'fill' };
+    const patient: ResourcePlan<Patient> = asFill(mapPatient(message.getSegment('PID'), ctx));
     const plans: ResourcePlan[] = [patient];
     const encounter = mapEncounter(message.getSegment('PV1'), message.getSegment('PV2'), patient.key, patient.identifiers[0], ctx, plans, {
       locations: 'planned',

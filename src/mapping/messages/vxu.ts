@@ -3,7 +3,7 @@ import type { Patient } from '@medplum/fhirtypes';
 import { Hl7ErrorCode } from '../../hl7/ack.ts';
 import type { MappingContext } from '../context.ts';
 import type { MessagePlan, ResourcePlan } from '../plan.ts';
-import { MappingError } from '../plan.ts';
+import { asFill, MappingError } from '../plan.ts';
 import { applyImmunizationObservations } from '../segments/immunization-obx.ts';
 import { mapPatient } from '../segments/pid.ts';
 import { mapEncounter } from '../segments/pv1.ts';
@@ -25,8 +25,7 @@ import type { MessageMappers } from './types.ts';
 function mapVxuV04(message: Hl7Message, ctx: MappingContext): MessagePlan {
   const groups = orderGroups(message, ctx);
   // Demographics are ADT's to assert: this feed only fills in what the record lacks.
-  const { clear: _deletes, ...patientPlan } = mapPatient(message.getSegment('PID'), ctx);
-  const patient: ResourcePlan<Patient> = { ...patientPlan, merge: 'fill' };
+  const patient: ResourcePlan<Patient> = asFill(mapPatient(message.getSegment('PID'), ctx));
   if (groups.length === 0) {
     throw new MappingError({
       code: Hl7ErrorCode.SegmentSequence,

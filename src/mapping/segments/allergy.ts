@@ -2,7 +2,7 @@ import type { AllergyIntolerance, AllergyIntoleranceReaction, CodeableConcept, I
 import type { FieldRep } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
 import { cweToCodeableConcept } from '../datatypes/coding.ts';
-import { syntheticIdentifier } from '../keys.ts';
+import { conceptToken, syntheticIdentifier } from '../keys.ts';
 import type { PatientLink } from './pid.ts';
 
 /**
@@ -83,8 +83,7 @@ export function severityAndReaction(
  */
 export function allergen(cwe: FieldRep | undefined, ctx: MappingContext): { concept: CodeableConcept; token: string } | undefined {
   const concept = cwe ? cweToCodeableConcept(cwe, ctx) : undefined;
-  const coding = concept?.coding?.[0];
-  const token = coding ? `${coding.system}^${coding.code}` : concept?.text ? `text^${concept.text.trim().toLowerCase()}` : '';
+  const token = conceptToken(concept, 'prefixed');
   return concept && token ? { concept, token } : undefined;
 }
 

@@ -3,9 +3,9 @@ import type { CodeableConcept, Coding, Condition, Encounter, EncounterDiagnosis,
 import { Hl7ErrorCode } from '../../hl7/ack.ts';
 import { rep, val } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
-import { cweToCodeableConcept, hl7TableCoding } from '../datatypes/coding.ts';
+import { describedConcept, hl7TableCoding } from '../datatypes/coding.ts';
 import { eiToIdentifier } from '../datatypes/identifier.ts';
-import { identifierToken, syntheticIdentifier } from '../keys.ts';
+import { conceptToken, identifierToken, syntheticIdentifier } from '../keys.ts';
 import type { ResourcePlan } from '../plan.ts';
 import { localRef } from '../plan.ts';
 import type { PatientLink } from './pid.ts';
@@ -66,7 +66,8 @@ export function mapDiagnosis(
   sequence: number,
   plans: ResourcePlan[]
 ): MappedDiagnosis | undefined {
-  const code = diagnosisCode(dg1, ctx);
+  // DG1-3 with DG1-2 as the default coding system, DG1-4 as the text when CWE.9 has none.
+  const code = describedConcept(rep(dg1, 3), val(dg1, 2), val(dg1, 4), ctx);
   if (!code) {
     ctx.warn({
       code: Hl7ErrorCode.RequiredFieldMissing,
@@ -75,8 +76,7 @@ export function mapDiagnosis(
     });
     return undefined;
   }
-  const coding = code.coding?.[0];
-  const codeToken = coding ? `${coding.system}^${coding.code}` : `text^${(code.text ?? '').toLowerCase()}`;
+  const codeToken = conceptToken(code, 'prefixed');
   const sourceIdRep = rep(dg1, 20);
   const sourceId = sourceIdRep ? eiToIdentifier(sourceIdRep, ctx, '', { segment: 'DG1', sequence, field: 20 }) : undefined;
   const identifier: Identifier = sourceId ?? syntheticIdentifier('condition', ctx, [patient.token, encounter?.token ?? '', codeToken]);
@@ -108,17 +108,6 @@ export function mapDiagnosis(
   }
   const plan: ResourcePlan<Condition> = { key, resource: condition, identifiers: [identifier], merge: 'overlay' };
   return { plan, ...(encounter && !deleted ? { diagnosis: encounterDiagnosis(dg1, key) } : {}) };
-}
-
-/** DG1-3 with DG1-2 as the default coding system, DG1-4 as the text when CWE.9 has none. */
-function diagnosisCode(dg1: Hl7Segment, ctx: MappingContext): CodeableConcept | undefined {
-  const cwe = rep(dg1, 3);
-  const concept = cwe ? cweToCodeableConcept(cwe, ctx, val(dg1, 2).trim() || undefined) : undefined;
-  const description = val(dg1, 4).trim();
-  if (!concept) {
-    return description ? { text: description } : undefined;
-  }
-  return description && !cwe?.get(9).trim() ? { ...concept, text: description } : concept;
 }
 
 function encounterDiagnosis(dg1: Hl7Segment, conditionKey: string): EncounterDiagnosis {

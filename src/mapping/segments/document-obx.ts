@@ -1,13 +1,12 @@
 import type { Hl7Segment } from '@medplum/core';
 import type { DocumentReferenceContent } from '@medplum/fhirtypes';
 import { Buffer } from 'node:buffer';
-import { createHash } from 'node:crypto';
 import type { ErrorLocation } from '../../hl7/ack.ts';
 import { Hl7ErrorCode } from '../../hl7/ack.ts';
 import { rep, reps, val } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
 import type { AttachmentUpload } from '../plan.ts';
-import { decodeEd } from '../datatypes/ed.ts';
+import { decodeEd, sha1Base64, storedContent } from '../datatypes/ed.ts';
 import { repText } from './note-text.ts';
 
 /** The document body read from OBX segments: DocumentReference.content, and what to upload as Binary. */
@@ -56,9 +55,9 @@ export function documentContent(obxs: readonly Hl7Segment[], ctx: MappingContext
         ctx.warn({ code: Hl7ErrorCode.DataType, text: 'OBX-5 (ED) has no readable content (ED.4 encoding Base64, Hex or A); OBX ignored', location });
         continue;
       }
-      const hash = sha1(read.bytes);
-      content.push({ attachment: { contentType: read.contentType, size: read.bytes.length, hash } });
-      uploads.push({ path: `content.${content.length - 1}.attachment`, contentType: read.contentType, data: read.bytes.toString('base64'), hash });
+      const { attachment, upload } = storedContent(read);
+      content.push({ attachment });
+      uploads.push({ path: `content.${content.length - 1}.attachment`, ...upload });
     } else {
       ctx.warn({
         code: Hl7ErrorCode.DataType,
@@ -70,12 +69,8 @@ export function documentContent(obxs: readonly Hl7Segment[], ctx: MappingContext
   if (lines) {
     const bytes = Buffer.from(lines.join('\n'), 'utf8');
     content[textSlot] = {
-      attachment: { contentType: 'text/plain; charset=utf-8', data: bytes.toString('base64'), size: bytes.length, hash: sha1(bytes) },
+      attachment: { contentType: 'text/plain; charset=utf-8', data: bytes.toString('base64'), size: bytes.length, hash: sha1Base64(bytes) },
     };
   }
   return { content, uploads };
-}
-
-function sha1(bytes: Buffer): string {
-  return createHash('sha1').update(bytes).digest('base64');
 }

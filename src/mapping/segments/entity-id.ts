@@ -2,11 +2,11 @@ import type { Identifier } from '@medplum/fhirtypes';
 import type { ErrorLocation } from '../../hl7/ack.ts';
 import type { FieldRep } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
-import { identifierType } from '../datatypes/identifier.ts';
+import { eiToIdentifier } from '../datatypes/identifier.ts';
 
 /**
  * EI → Identifier for ids that are not order numbers (document numbers, appointment ids): like
- * `eiToIdentifier`, the assigning authority (EI.2-EI.4) picks the system through the
+ * `eiToIdentifier`, the assigning authority (EI.2-EI.4, trimmed) picks the system through the
  * NamingSystems, but an EI without an authority gets a system scoped to the sender *and* to what
  * the id numbers (`scope`), so a bare document number never collides with a bare order number of
  * the same sender.
@@ -24,12 +24,5 @@ export function scopedEiIdentifier(
   location: ErrorLocation,
   typeCode?: string
 ): Identifier | undefined {
-  const value = ei?.get(1).trim();
-  if (!ei || ei.isNull || !value) {
-    return undefined;
-  }
-  const authority = { namespace: ei.get(2).trim(), universalId: ei.get(3).trim(), universalIdType: ei.get(4).trim() };
-  const system = ctx.identifierSystem(authority, scope, location);
-  const type = typeCode ? identifierType(typeCode) : undefined;
-  return { system, value, ...(type ? { type } : {}) };
+  return ei ? eiToIdentifier(ei, ctx, typeCode ?? '', location, { scope, trimAuthority: true }) : undefined;
 }

@@ -1,12 +1,13 @@
 import type { Hl7Segment } from '@medplum/core';
-import type { CodeableConcept, Immunization, ImmunizationEducation, Observation, Patient } from '@medplum/fhirtypes';
+import type { Immunization, ImmunizationEducation, Observation, Patient } from '@medplum/fhirtypes';
 import type { ErrorLocation } from '../../hl7/ack.ts';
 import { Hl7ErrorCode } from '../../hl7/ack.ts';
 import { rep, reps, val } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
 import { cweToCodeableConcept } from '../datatypes/coding.ts';
-import { parseNm, unitsOf } from '../datatypes/quantity.ts';
-import { identifierToken, syntheticIdentifier } from '../keys.ts';
+import { parseNm } from '../datatypes/quantity.ts';
+import { quantityUnits } from '../datatypes/units.ts';
+import { conceptToken, identifierToken, syntheticIdentifier } from '../keys.ts';
 import type { ResourcePlan } from '../plan.ts';
 import { localRef } from '../plan.ts';
 import { noteText, repText } from './note-text.ts';
@@ -102,13 +103,15 @@ export function applyImmunizationObservations(
     if (!observation) {
       continue;
     }
-    const token = [identifierToken(immunization.identifiers[0]), codingToken(observation.code), subId].join('#');
+    const immunizationToken = identifierToken(immunization.identifiers[0]);
+    const codeToken = conceptToken(observation.code);
+    const token = [immunizationToken, codeToken, subId].join('#');
     const occurrence = (seen.get(token) ?? 0) + 1;
     seen.set(token, occurrence);
     // Repeated OBX-3/OBX-4 pairs are told apart by their order, the only distinction the message gives.
     const identifier = syntheticIdentifier('immunization-observation', ctx, [
-      identifierToken(immunization.identifiers[0]),
-      codingToken(observation.code),
+      immunizationToken,
+      codeToken,
       subId,
       ...(occurrence > 1 ? [String(occurrence)] : []),
     ]);
@@ -186,7 +189,7 @@ export function obxValue(
         ctx.warn({ code: Hl7ErrorCode.DataType, text: 'OBX-5 is not a number (OBX-2 NM); value dropped', location });
         return {};
       }
-      return { valueQuantity: { value, ...unitsOf(rep(obx, 6), ctx) } };
+      return { valueQuantity: { value, ...quantityUnits(rep(obx, 6), ctx) } };
     }
     case 'ST':
     case 'TX':
@@ -213,9 +216,4 @@ function loincCode(obx: Hl7Segment): string {
   const code = rep(obx, 3);
   const system = code?.get(3).trim().toUpperCase();
   return code && (system === 'LN' || system === 'LNC') ? code.get(1).trim() : '';
-}
-
-function codingToken(concept: CodeableConcept): string {
-  const coding = concept.coding?.[0];
-  return coding ? `${coding.system ?? ''}|${coding.code ?? ''}` : (concept.text ?? '');
 }

@@ -1,5 +1,6 @@
 import type { Hl7Segment } from '@medplum/core';
 import type { HumanName, Identifier, Patient } from '@medplum/fhirtypes';
+import { mergeIdentifiers } from '../../fhir/identifiers.ts';
 import { Hl7ErrorCode } from '../../hl7/ack.ts';
 import { reps } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
@@ -74,12 +75,8 @@ export function mapMerge(
     old.name = names;
   }
 
-  const identifier = [...(survivor.resource.identifier ?? [])];
-  for (const id of retired) {
-    if (!identifier.some((i) => identifierToken(i) === identifierToken(id))) {
-      identifier.push({ ...id, use: 'old' });
-    }
-  }
+  // The retired identifiers stay on the survivor as `old`, so later messages with them still find it.
+  const identifier = mergeIdentifiers(survivor.resource.identifier, retired.map((id): Identifier => ({ ...id, use: 'old' })));
   const merged: ResourcePlan<Patient> = {
     ...survivor,
     resource: { ...survivor.resource, identifier, link: [...(survivor.resource.link ?? []), { other: localRef<Patient>(oldKey), type: 'replaces' }] },

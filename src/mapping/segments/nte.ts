@@ -42,7 +42,7 @@ export function ntesToAnnotations(notes: readonly SegmentRef[], ctx: MappingCont
     } else if (author?.display) {
       annotation.authorString = author.display;
     }
-    const time = val(nte.segment, 6) ? ctx.dateTime(val(nte.segment, 6), at(nte, 6)) : undefined;
+    const time = ctx.dateTime(val(nte.segment, 6), at(nte, 6));
     if (time) {
       annotation.time = time;
     }

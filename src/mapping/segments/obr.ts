@@ -152,8 +152,8 @@ export function observationCategory(obr: SegmentRef, code: CodeableConcept | und
  * @returns effectiveDateTime, effectivePeriod (with an end), or nothing.
  */
 export function reportEffective(obr: SegmentRef, ctx: MappingContext): Pick<DiagnosticReport, 'effectiveDateTime' | 'effectivePeriod'> {
-  const start = val(obr.segment, 7) ? ctx.dateTime(val(obr.segment, 7), at(obr, 7)) : undefined;
-  const end = val(obr.segment, 8) ? ctx.dateTime(val(obr.segment, 8), at(obr, 8)) : undefined;
+  const start = ctx.dateTime(val(obr.segment, 7), at(obr, 7));
+  const end = ctx.dateTime(val(obr.segment, 8), at(obr, 8));
   if (end) {
     return { effectivePeriod: { ...(start ? { start } : {}), end } };
   }
@@ -198,7 +198,7 @@ export interface ReportParts {
  * @returns OBR-22 (results reported / status changed) as an instant, if valid.
  */
 export function reportIssued(obr: SegmentRef, ctx: MappingContext): string | undefined {
-  return val(obr.segment, 22) ? ctx.instant(val(obr.segment, 22), at(obr, 22)) : undefined;
+  return ctx.instant(val(obr.segment, 22), at(obr, 22));
 }
 
 /**

@@ -1,11 +1,10 @@
 import type { Attachment, Observation, Quantity } from '@medplum/fhirtypes';
-import { createHash } from 'node:crypto';
 import type { ErrorLocation } from '../../hl7/ack.ts';
 import { Hl7ErrorCode } from '../../hl7/ack.ts';
 import type { FieldRep } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
 import { cweToCodeableConcept } from '../datatypes/coding.ts';
-import { decodeEd, mimeType } from '../datatypes/ed.ts';
+import { decodeEd, mimeType, storedContent } from '../datatypes/ed.ts';
 import { parseNm, snToValue } from '../datatypes/quantity.ts';
 import type { AttachmentUpload } from '../plan.ts';
 import { quantityUnits } from '../datatypes/units.ts';
@@ -111,7 +110,7 @@ function singleValue(type: string, value: FieldRep, units: FieldRep | undefined,
     case 'NM':
       return numericValue(value.get(1), units, ctx, location);
     case 'SN': {
-      const sn = snToValue(value, undefined, ctx);
+      const sn = snToValue(value);
       const unit = quantityUnits(units, ctx);
       if (!sn) {
         return undefined;
@@ -138,8 +137,8 @@ function singleValue(type: string, value: FieldRep, units: FieldRep | undefined,
       return dateTime ? { valueDateTime: dateTime } : undefined;
     }
     case 'DR': {
-      const start = value.sub(1, 1) ? ctx.dateTime(value.sub(1, 1), location) : undefined;
-      const end = value.sub(2, 1) ? ctx.dateTime(value.sub(2, 1), location) : undefined;
+      const start = ctx.dateTime(value.sub(1, 1), location);
+      const end = ctx.dateTime(value.sub(2, 1), location);
       return start || end ? { valuePeriod: { ...(start ? { start } : {}), ...(end ? { end } : {}) } } : undefined;
     }
     default:
@@ -191,10 +190,7 @@ function edDocument(value: FieldRep, ctx: MappingContext, location: ErrorLocatio
     ctx.warn({ code: Hl7ErrorCode.DataType, text: `OBX-5 embedded data cannot be decoded (encoding '${encoding || 'none'}'); document not stored`, location });
     return undefined;
   }
-  const { contentType, bytes } = content;
-  const data = bytes.toString('base64');
-  const hash = createHash('sha1').update(bytes).digest('base64');
-  return { attachment: { contentType, size: bytes.length, hash }, upload: { contentType, data, hash } };
+  return storedContent(content);
 }
 
 /** RP (reference pointer) with an absolute URL → an attachment pointing at it. */

@@ -1,3 +1,4 @@
+import type { Hl7Segment } from '@medplum/core';
 import type { CodeableConcept, Encounter, Observation, Organization, Patient, Reference, ServiceRequest, Specimen } from '@medplum/fhirtypes';
 import { Hl7ErrorCode } from '../../hl7/ack.ts';
 import { FieldRep, isNullField, rep, reps, val } from '../../hl7/fields.ts';
@@ -6,7 +7,7 @@ import { cweToCodeableConcept } from '../datatypes/coding.ts';
 import { eiToIdentifier } from '../datatypes/identifier.ts';
 import type { ObservationGroup } from '../groups.ts';
 import { at } from '../groups.ts';
-import { syntheticIdentifier } from '../keys.ts';
+import { conceptToken, syntheticIdentifier } from '../keys.ts';
 import type { ResourcePlan } from '../plan.ts';
 import { localRef, MappingError } from '../plan.ts';
 import { interpretations, referenceRange } from './obx-interpretation.ts';
@@ -77,17 +78,33 @@ const BLANK = new FieldRep([['']]);
  */
 export function groupObservations(observations: readonly ObservationGroup[]): ObservationGroup[][] {
   const result: ObservationGroup[][] = [];
-  const idOf = (g: ObservationGroup): string => [rep(g.obx.segment, 3)?.get(1), rep(g.obx.segment, 3)?.get(3), val(g.obx.segment, 4)].join('|');
+  // Value type and identity of the first OBX of the last result, read once per result.
+  let runType = '';
+  let runIdentity = '';
   for (const group of observations) {
     const previous = result.at(-1);
     const type = val(group.obx.segment, 2).trim().toUpperCase();
-    if (previous && TEXT_TYPES.has(type) && val(previous[0].obx.segment, 2).trim().toUpperCase() === type && idOf(previous[0]) === idOf(group)) {
+    const identity = resultLineIdentity(group.obx.segment);
+    if (previous && TEXT_TYPES.has(type) && runType === type && runIdentity === identity) {
       previous.push(group);
     } else {
       result.push([group]);
+      runType = type;
+      runIdentity = identity;
     }
   }
   return result;
+}
+
+/** OBX-5 of one line of a multi-line text result: its repetitions, or one blank line when empty. */
+function linesOrBlank(values: FieldRep[]): FieldRep[] {
+  return values.length ? values : [BLANK];
+}
+
+/** OBX-3.1, OBX-3.3 and OBX-4: what the lines of one text result share. */
+function resultLineIdentity(obx: Hl7Segment): string {
+  const code = rep(obx, 3);
+  return [code?.get(1), code?.get(3), val(obx, 4)].join('|');
 }
 
 /**
@@ -124,9 +141,9 @@ export function mapObservation(
   const valueType = val(obx, 2);
   const units = rep(obx, 6);
   // A text continuation OBX with an empty OBX-5 is a blank line of the report.
-  const values = parts.length > 1 ? parts.flatMap((p) => (reps(p.obx.segment, 5).length ? reps(p.obx.segment, 5) : [BLANK])) : reps(obx, 5);
+  const values = parts.length > 1 ? parts.flatMap((p) => linesOrBlank(reps(p.obx.segment, 5))) : reps(obx, 5);
   const value = obxValue(valueType, values, units, ctx, at(first, 5));
-  const effective = val(obx, 14) ? ctx.dateTime(val(obx, 14), at(first, 14)) : undefined;
+  const effective = ctx.dateTime(val(obx, 14), at(first, 14));
   if (value.documents) {
     return { kind: 'documents', documents: value.documents, title: code.text ?? code.coding?.[0]?.display, ...(effective ? { creation: effective } : {}) };
   }
@@ -142,9 +159,7 @@ export function mapObservation(
     status = 'unknown';
   }
   const subId = val(obx, 4).trim();
-  const first3 = code.coding?.[0];
-  const codeToken = first3 ? `${first3.system ?? ''}^${first3.code ?? ''}` : (code.text ?? '');
-  const identityParts = [octx.orderToken, codeToken, subId, ...(octx.specimen ? [octx.specimen.token] : [])];
+  const identityParts = [octx.orderToken, conceptToken(code), subId, ...(octx.specimen ? [octx.specimen.token] : [])];
   const identityKey = identityParts.join('\u0000');
   const occurrence = (seen.get(identityKey) ?? 0) + 1;
   seen.set(identityKey, occurrence);

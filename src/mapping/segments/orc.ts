@@ -184,7 +184,7 @@ export function mapServiceRequest(
   if (refs.encounterKey) {
     request.encounter = localRef<Encounter>(refs.encounterKey);
   }
-  const authored = orc && val(orc.segment, 9) ? ctx.dateTime(val(orc.segment, 9), at(orc, 9)) : undefined;
+  const authored = orc ? ctx.dateTime(val(orc.segment, 9), at(orc, 9)) : undefined;
   if (authored) {
     request.authoredOn = authored;
   }

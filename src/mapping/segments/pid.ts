@@ -1,5 +1,6 @@
 import type { Extension, HumanName, Identifier, Patient } from '@medplum/fhirtypes';
 import type { Hl7Segment } from '@medplum/core';
+import { mergeIdentifiers } from '../../fhir/identifiers.ts';
 import { Hl7ErrorCode } from '../../hl7/ack.ts';
 import { isNullField, rep, reps, val } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
@@ -94,15 +95,10 @@ export function mapPatient(pid: Hl7Segment | undefined, ctx: MappingContext, key
       location: { segment: 'PID', field: 3 },
     });
   }
-  const identifiers = [...matchIdentifiers];
-  for (const field of [2, 4]) {
-    for (const cx of reps(pid, field)) {
-      const id = cxToIdentifier(cx, ctx, { segment: 'PID', field });
-      if (id && !identifiers.some((x) => x.system === id.system && x.value === id.value)) {
-        identifiers.push(id);
-      }
-    }
-  }
+  const olderIdentifiers = [2, 4]
+    .flatMap((field) => reps(pid, field).map((cx) => cxToIdentifier(cx, ctx, { segment: 'PID', field })))
+    .filter((i): i is Identifier => Boolean(i));
+  const identifiers = mergeIdentifiers(matchIdentifiers, olderIdentifiers);
   const ssn = val(pid, 19).trim();
   if (ssn) {
     identifiers.push({ type: identifierType('SS'), system: US_SSN, value: ssn });
@@ -122,13 +118,11 @@ export function mapPatient(pid: Hl7Segment | undefined, ctx: MappingContext, key
   const patient: Patient = { resourceType: 'Patient', identifier: identifiers, active: true };
   const clear: string[] = [];
 
-  const names = [...reps(pid, 5), ...reps(pid, 9).map((r) => r)]
-    .map((xpn, i) => {
-      const name = xpnToHumanName(xpn);
-      // PID-9 (alias) repetitions come after PID-5's; without a type code they are nicknames.
-      return name && i >= reps(pid, 5).length && !name.use ? ({ ...name, use: 'nickname' } as HumanName) : name;
-    })
-    .filter((n): n is HumanName => Boolean(n));
+  // PID-9 (alias) repetitions come after PID-5's; without a type code they are nicknames.
+  const aliases = reps(pid, 9)
+    .map(xpnToHumanName)
+    .map((name) => (name && !name.use ? ({ ...name, use: 'nickname' } as HumanName) : name));
+  const names = [...reps(pid, 5).map(xpnToHumanName), ...aliases].filter((n): n is HumanName => Boolean(n));
   if (names.length) {
     patient.name = names;
   } else if (isNullField(pid, 5)) {

@@ -1,13 +1,13 @@
 import type { Hl7Segment } from '@medplum/core';
-import type { CodeableConcept, Encounter, Identifier, Patient, Procedure, ProcedurePerformer } from '@medplum/fhirtypes';
+import type { Encounter, Identifier, Patient, Procedure, ProcedurePerformer } from '@medplum/fhirtypes';
 import { Hl7ErrorCode } from '../../hl7/ack.ts';
 import { fhirDateTimeToEpoch } from '../../hl7/datetime.ts';
 import { rep, reps, val } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
-import { cweToCodeableConcept } from '../datatypes/coding.ts';
+import { cweToCodeableConcept, describedConcept } from '../datatypes/coding.ts';
 import { eiToIdentifier } from '../datatypes/identifier.ts';
 import { parseNm } from '../datatypes/quantity.ts';
-import { identifierToken, syntheticIdentifier } from '../keys.ts';
+import { conceptToken, identifierToken, syntheticIdentifier } from '../keys.ts';
 import type { ResourcePlan } from '../plan.ts';
 import { localRef } from '../plan.ts';
 import type { EncounterLink } from './dg1.ts';
@@ -48,7 +48,8 @@ export function mapProcedure(
   plans: ResourcePlan[],
   eventTime?: string
 ): ResourcePlan<Procedure> | undefined {
-  const code = procedureCode(pr1, ctx);
+  // PR1-3 with PR1-2 as the default coding system, PR1-4 as the text when CNE.9 has none.
+  const code = describedConcept(rep(pr1, 3), val(pr1, 2), val(pr1, 4), ctx);
   if (!code) {
     ctx.warn({
       code: Hl7ErrorCode.RequiredFieldMissing,
@@ -58,8 +59,7 @@ export function mapProcedure(
     return undefined;
   }
   const performed = ctx.dateTime(val(pr1, 5), { segment: 'PR1', sequence, field: 5 });
-  const coding = code.coding?.[0];
-  const codeToken = coding ? `${coding.system}^${coding.code}` : `text^${(code.text ?? '').toLowerCase()}`;
+  const codeToken = conceptToken(code, 'prefixed');
   const sourceIdRep = rep(pr1, 19);
   const sourceId = sourceIdRep ? eiToIdentifier(sourceIdRep, ctx, '', { segment: 'PR1', sequence, field: 19 }) : undefined;
   const identifier: Identifier =
@@ -114,16 +114,6 @@ function procedureStatus(action: string, performed: string | undefined, eventTim
   }
   const now = fhirDateTimeToEpoch(eventTime);
   return now !== undefined && when > now ? 'preparation' : 'completed';
-}
-
-function procedureCode(pr1: Hl7Segment, ctx: MappingContext): CodeableConcept | undefined {
-  const cne = rep(pr1, 3);
-  const concept = cne ? cweToCodeableConcept(cne, ctx, val(pr1, 2).trim() || undefined) : undefined;
-  const description = val(pr1, 4).trim();
-  if (!concept) {
-    return description ? { text: description } : undefined;
-  }
-  return description && !cne?.get(9).trim() ? { ...concept, text: description } : concept;
 }
 
 function mapPerformers(pr1: Hl7Segment, ctx: MappingContext, sequence: number, plans: ResourcePlan[]): ProcedurePerformer[] {

@@ -6,7 +6,7 @@ import { identifierType } from '../datatypes/identifier.ts';
 import { plToLocation } from '../datatypes/location.ts';
 import { xcnDisplay, xcnToPractitioner } from '../datatypes/practitioner.ts';
 import { identifierToken } from '../keys.ts';
-import type { ResourcePlan } from '../plan.ts';
+import type { MergeStrategy, ResourcePlan } from '../plan.ts';
 import { localRef } from '../plan.ts';
 
 /**
@@ -63,18 +63,20 @@ export function locationRef(pl: FieldRep | undefined, ctx: MappingContext, plans
 }
 
 /**
- * Plans an Organization known by an identifier and returns a reference to it (merge `fill`: the
- * payer or practice directory knows more than an HL7 feed). Without an identifier the
+ * Plans an Organization known by an identifier and returns a reference to it (merge `fill` by
+ * default: the payer or practice directory knows more than an HL7 feed). Without an identifier the
  * organization cannot be found again, so only its name is kept, as the reference's display.
  * @param identifier - The organization's identifier (with a system), if the message has one.
  * @param details - Name, address, telecom the message gives.
  * @param plans - Plans collected so far; the Organization is added once per identifier.
+ * @param merge - How the Organization is merged: `keep` for reference data (MVX manufacturers).
  * @returns The reference, or undefined when there is neither an identifier nor a name.
  */
 export function organizationRef(
   identifier: Identifier | undefined,
   details: Pick<Organization, 'name' | 'address' | 'telecom'>,
-  plans: ResourcePlan[]
+  plans: ResourcePlan[],
+  merge: MergeStrategy = 'fill'
 ): Reference<Organization> | undefined {
   const name = details.name?.trim() || undefined;
   if (!identifier) {
@@ -92,7 +94,7 @@ export function organizationRef(
     if (details.telecom?.length) {
       organization.telecom = details.telecom;
     }
-    plans.push({ key, resource: organization, identifiers: [identifier], merge: 'fill' });
+    plans.push({ key, resource: organization, identifiers: [identifier], merge });
   }
   return localRef<Organization>(key, name);
 }

@@ -2,7 +2,8 @@ import type { Hl7Segment } from '@medplum/core';
 import type { CodeableConcept, Coding, Encounter, EncounterLocation, EncounterParticipant, Identifier, Patient } from '@medplum/fhirtypes';
 import type { ErrorLocation } from '../../hl7/ack.ts';
 import { Hl7ErrorCode } from '../../hl7/ack.ts';
-import { FieldRep, rep, reps, val } from '../../hl7/fields.ts';
+import type { FieldRep } from '../../hl7/fields.ts';
+import { rep, reps, val } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
 import { cweToCodeableConcept } from '../datatypes/coding.ts';
 import { cxToIdentifier } from '../datatypes/identifier.ts';
@@ -150,15 +151,7 @@ export function mapEncounter(
  * @returns The identifier, or undefined when CX.1 is empty.
  */
 export function visitNumber(cx: FieldRep, ctx: MappingContext, location: ErrorLocation): Identifier | undefined {
-  if (cx.get(5).trim()) {
-    return cxToIdentifier(cx, ctx, location);
-  }
-  const components = cx.components.map((c) => [...c]);
-  while (components.length < 5) {
-    components.push(['']);
-  }
-  components[4] = ['VN'];
-  return cxToIdentifier(new FieldRep(components, cx.isNull), ctx, location);
+  return cxToIdentifier(cx, ctx, location, 'VN');
 }
 
 function encounterStatus(options: EncounterOptions, discharge: string | undefined): Encounter['status'] {

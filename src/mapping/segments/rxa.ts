@@ -14,12 +14,13 @@ import { isNullField, rep, reps, val } from '../../hl7/fields.ts';
 import type { MappingContext } from '../context.ts';
 import { cweToCodeableConcept } from '../datatypes/coding.ts';
 import { eiToIdentifier } from '../datatypes/identifier.ts';
-import { parseNm, unitsOf } from '../datatypes/quantity.ts';
-import { identifierToken, syntheticIdentifier } from '../keys.ts';
+import { parseNm } from '../datatypes/quantity.ts';
+import { quantityUnits } from '../datatypes/units.ts';
+import { conceptToken, identifierToken, syntheticIdentifier } from '../keys.ts';
 import type { ResourcePlan } from '../plan.ts';
 import { localRef, MappingError } from '../plan.ts';
 import type { ImmunizationObservationSegments } from './immunization-obx.ts';
-import { locationRef, practitionerRef } from './practitioner.ts';
+import { locationRef, organizationRef, practitionerRef } from './practitioner.ts';
 import { mapRouteAndSite } from './rxr.ts';
 
 const MVX = 'http://hl7.org/fhir/sid/mvx';
@@ -83,7 +84,7 @@ export function mapImmunization(
   const identifiers = orderIdentifiers(orc, group.orcSequence, ctx);
   const matchIdentifiers = identifiers.length
     ? identifiers
-    : [syntheticIdentifier('immunization', ctx, [identifierToken(refs.patientIdentifier), occurrence, codeToken(vaccineCode)])];
+    : [syntheticIdentifier('immunization', ctx, [identifierToken(refs.patientIdentifier), occurrence, conceptToken(vaccineCode)])];
 
   const immunization: Immunization = {
     resourceType: 'Immunization',
@@ -106,7 +107,7 @@ export function mapImmunization(
   const amount = val(rxa, 6).trim();
   const dose = parseNm(amount);
   if (dose !== undefined && dose !== 999) {
-    immunization.doseQuantity = { value: dose, ...unitsOf(rep(rxa, 7), ctx) };
+    immunization.doseQuantity = { value: dose, ...quantityUnits(rep(rxa, 7), ctx) };
   } else if (amount && dose === undefined) {
     ctx.warn({ code: Hl7ErrorCode.DataType, text: 'RXA-6 (administered amount) is not a number; dose quantity dropped', location: at(6) });
   }
@@ -253,25 +254,10 @@ function manufacturerRef(rxa: Hl7Segment, ctx: MappingContext, plans: ResourcePl
   }
   const concept = cweToCodeableConcept(mvx, ctx);
   const coding = concept?.coding?.find((c) => c.system === MVX);
-  const name = mvx.get(2).trim() || concept?.text;
-  if (!coding?.code) {
-    return name ? { display: name } : undefined;
-  }
-  const identifier: Identifier = { system: MVX, value: coding.code };
-  const key = 'Organization/' + identifierToken(identifier);
-  if (!plans.some((p) => p.key === key)) {
-    const organization: Organization = { resourceType: 'Organization', identifier: [identifier], ...(name ? { name } : {}) };
-    plans.push({ key, resource: organization, identifiers: [identifier], merge: 'keep' });
-  }
-  return localRef<Organization>(key, name);
+  const identifier: Identifier | undefined = coding?.code ? { system: MVX, value: coding.code } : undefined;
+  return organizationRef(identifier, { name: mvx.get(2).trim() || concept?.text }, plans, 'keep');
 }
 
 function performerFunction(code: string, display: string): CodeableConcept {
   return { coding: [{ system: PERFORMER_FUNCTION, code, display }] };
-}
-
-/** The first coding as `system|code`, the stable part of a vaccine code. */
-function codeToken(concept: CodeableConcept): string {
-  const coding = concept.coding?.[0];
-  return coding ? `${coding.system ?? ''}|${coding.code ?? ''}` : (concept.text ?? '');
 }

@@ -6,7 +6,7 @@ import { cxToIdentifier, eiToIdentifier } from '../datatypes/identifier.ts';
 import { parseNm } from '../datatypes/quantity.ts';
 import type { SpecimenGroup } from '../groups.ts';
 import { at } from '../groups.ts';
-import { identifierToken, syntheticIdentifier } from '../keys.ts';
+import { conceptToken, identifierToken, syntheticIdentifier } from '../keys.ts';
 import type { ResourcePlan } from '../plan.ts';
 import { localRef } from '../plan.ts';
 import { ntesToAnnotations } from './nte.ts';
@@ -53,13 +53,11 @@ export function mapSpecimen(group: SpecimenGroup, refs: SpecimenRefs, ctx: Mappi
   const typeField = rep(spm.segment, 4);
   const type = typeField ? cweToCodeableConcept(typeField, ctx, 'HL70487') : undefined;
   const collected = rep(spm.segment, 17);
-  const collectedStart = collected?.sub(1, 1) ? ctx.dateTime(collected.sub(1, 1), at(spm, 17)) : undefined;
-  const collectedEnd = collected?.sub(2, 1) ? ctx.dateTime(collected.sub(2, 1), at(spm, 17)) : undefined;
+  const collectedStart = collected ? ctx.dateTime(collected.sub(1, 1), at(spm, 17)) : undefined;
+  const collectedEnd = collected ? ctx.dateTime(collected.sub(2, 1), at(spm, 17)) : undefined;
 
   const real = [filler, placer, accession].filter((i): i is Identifier => Boolean(i));
-  const typeCoding = type?.coding?.[0];
-  const typeToken = typeCoding ? `${typeCoding.system}^${typeCoding.code}` : (type?.text ?? '');
-  const identifiers = real.length ? real : [syntheticIdentifier('specimen', ctx, [refs.orderToken, typeToken, collectedStart ?? ''])];
+  const identifiers = real.length ? real : [syntheticIdentifier('specimen', ctx, [refs.orderToken, conceptToken(type), collectedStart ?? ''])];
   const token = identifierToken(identifiers[0]);
   const key = 'Specimen/' + token;
 
@@ -89,7 +87,7 @@ export function mapSpecimen(group: SpecimenGroup, refs: SpecimenRefs, ctx: Mappi
   if (type) {
     specimen.type = type;
   }
-  const received = val(spm.segment, 18) ? ctx.dateTime(val(spm.segment, 18), at(spm, 18)) : undefined;
+  const received = ctx.dateTime(val(spm.segment, 18), at(spm, 18));
   if (received) {
     specimen.receivedTime = received;
   }
