@@ -71,16 +71,12 @@ async function main(): Promise<void> {
   // ---- (a) pure mapping vs parsing
   const config = readMappingConfigFiles(join(ROOT, 'seed'));
   const pureRows: Row[] = [];
+  const corpus: Record<'adt' | 'oru', string[]> = { adt: mappableMessages('adt', config), oru: mappableMessages('oru', config) };
   for (const family of ['adt', 'oru'] as const) {
-    const messages = mappableMessages(family, config);
+    const messages = corpus[family];
     const bytes = messages.reduce((n, m) => n + Buffer.byteLength(m), 0) / messages.length;
     const parse = measure(PURE_MS, messages, (text) => Hl7Message.parse(text));
-    const map = measure(PURE_MS, messages, (text) => {
-      const message = readHl7Message(text);
-      const header = readMessageHeader(message);
-      const mapper = findMessageMapper(header);
-      mapper?.(message, new MappingContext(header, config));
-    });
+    const map = measure(PURE_MS, messages, (text) => mapMessage(text, config));
     pureRows.push({
       what: `${family.toUpperCase()} (${messages.length} msgs, avg ${Math.round(bytes)} B)`,
       cells: [fmt(parse), fmt(map), `${(parse / map).toFixed(1)}x`],
@@ -98,13 +94,13 @@ async function main(): Promise<void> {
     }
     const trivialChannel = await deployTrivialBot(target.client, runtime.hubProjectId);
     const address = (channel: string): { host: string; port: number } => {
-      const listener = runtime.agents.listeners().find((l) => l.channel === channel);
-      if (!listener) {
-        throw new Error(`no listener for ${channel}`);
+      const mllp = target.mllp(channel);
+      if ('skip' in mllp) {
+        throw new Error(mllp.skip);
       }
-      return { host: listener.host, port: listener.port };
+      return mllp;
     };
-    const template = mappableMessages('adt', config).find((m) => /\|ADT\^A0[14]/.test(m)) ?? FALLBACK.adt;
+    const template = corpus.adt.find((m) => /\|ADT\^A0[14]/.test(m)) ?? FALLBACK.adt;
     let sequence = 0;
     const nextMessage = (): Hl7Message => uniqueAdt(template, `B${process.pid}X${++sequence}`);
 
@@ -173,11 +169,7 @@ function mappableMessages(family: 'adt' | 'oru', config: MappingConfig): string[
     : [];
   const ok = texts.filter((text) => {
     try {
-      const message = readHl7Message(text);
-      const header = readMessageHeader(message);
-      const mapper = findMessageMapper(header);
-      mapper?.(message, new MappingContext(header, config));
-      return Boolean(mapper) && text.startsWith('MSH');
+      return mapMessage(text, config) && text.startsWith('MSH');
     } catch (err) {
       if (err instanceof MappingError) {
         return false;
@@ -186,6 +178,20 @@ function mappableMessages(family: 'adt' | 'oru', config: MappingConfig): string[
     }
   });
   return ok.length ? ok : [FALLBACK[family]];
+}
+
+/**
+ * Reads and maps one message, as the hl7-inbound bot does before writing.
+ * @param text - ER7 text.
+ * @param config - Mapping configuration.
+ * @returns Whether a mapper exists for the message type.
+ */
+function mapMessage(text: string, config: MappingConfig): boolean {
+  const message = readHl7Message(text);
+  const header = readMessageHeader(message);
+  const mapper = findMessageMapper(header);
+  mapper?.(message, new MappingContext(header, config));
+  return Boolean(mapper);
 }
 
 /**

@@ -54,7 +54,7 @@ export async function listBots(root: string): Promise<string[]> {
  * @param name - Bot folder name.
  * @returns The bundle code, without banner.
  */
-export async function bundleBot(root: string, name: string): Promise<string> {
+async function bundleBot(root: string, name: string): Promise<string> {
   const result = await build({
     absWorkingDir: root,
     entryPoints: [join(root, 'bots', name, 'index.ts')],
@@ -77,7 +77,7 @@ export async function bundleBot(root: string, name: string): Promise<string> {
  * @param code - Bundle code without banner.
  * @returns Its SHA-256, hex.
  */
-export function hashBundle(code: string): string {
+function hashBundle(code: string): string {
   return createHash('sha256').update(code, 'utf8').digest('hex');
 }
 
@@ -89,7 +89,7 @@ export function hashBundle(code: string): string {
  * @param code - Bundle code.
  * @returns The stamped bundle.
  */
-export function stampBundle(name: string, version: string, hash: string, code: string): string {
+function stampBundle(name: string, version: string, hash: string, code: string): string {
   return `// hub-bot ${name} ${version} sha256:${hash}\n${code}`;
 }
 
@@ -108,7 +108,7 @@ export function readBundleStamp(code: string): { name: string; version: string; 
  * @returns The short git revision of HEAD, suffixed `-dirty` when the tree has uncommitted
  * changes, or `nogit` outside a repository.
  */
-export function gitRevision(root: string): string {
+function gitRevision(root: string): string {
   try {
     const rev = execFileSync('git', ['rev-parse', '--short=10', 'HEAD'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] })
       .toString()

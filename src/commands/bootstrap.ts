@@ -1,10 +1,8 @@
-import type { Agent, ClientApplication } from '@medplum/fhirtypes';
-import { existsSync } from 'node:fs';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import type { Agent, ClientApplication, Reference } from '@medplum/fhirtypes';
 import { join } from 'node:path';
 import { AGENT_CLIENT_EXTENSION } from '../constants.ts';
 import { bootstrapProject } from '../deploy/bootstrap.ts';
-import { renderEnvFile } from '../deploy/env-file.ts';
+import { updateEnvFile } from '../deploy/env-file.ts';
 import { connectTarget } from '../deploy/target.ts';
 import { runDeploy } from './deploy.ts';
 
@@ -53,16 +51,14 @@ export async function runBootstrap(options: RunBootstrapOptions): Promise<void> 
   if (agents.length === 1) {
     const agent = agents[0] as Agent;
     updates.MEDPLUM_AGENT_ID = agent.id as string;
-    const clientRef = agent.extension?.find((e) => e.url === AGENT_CLIENT_EXTENSION)?.valueReference?.reference;
-    if (clientRef?.startsWith('ClientApplication/')) {
-      const agentClient = await target.client.readResource('ClientApplication', clientRef.split('/')[1]) as ClientApplication;
+    const clientRef = agent.extension?.find((e) => e.url === AGENT_CLIENT_EXTENSION)?.valueReference;
+    if (clientRef?.reference?.startsWith('ClientApplication/')) {
+      const agentClient = await target.client.readReference(clientRef as Reference<ClientApplication>);
       updates.MEDPLUM_AGENT_CLIENT_ID = agentClient.id as string;
       updates.MEDPLUM_AGENT_CLIENT_SECRET = agentClient.secret as string;
     }
   }
   const envFile = options.envFile ?? join(options.root, '.env');
-  const original = existsSync(envFile) ? await readFile(envFile, 'utf8') : '';
-  await writeFile(envFile, renderEnvFile(original, updates), { mode: 0o600 });
-  await chmod(envFile, 0o600);
+  await updateEnvFile(envFile, updates);
   log(`Recorded ${Object.keys(updates).join(', ')} in ${envFile}`);
 }

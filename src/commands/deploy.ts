@@ -1,9 +1,9 @@
 import type { ClientApplication } from '@medplum/fhirtypes';
 import { buildBots } from '../bots/build.ts';
-import { MANAGED_TAG_SYSTEM } from '../constants.ts';
 import { writeMedplumConfig } from '../deploy/config-file.ts';
 import type { DeployReport } from '../deploy/deploy.ts';
 import { deploy, isNoop } from '../deploy/deploy.ts';
+import { findManaged } from '../deploy/managed.ts';
 import { loadDesiredState } from '../deploy/manifest.ts';
 import type { Target, TargetOptions } from '../deploy/target.ts';
 import { connectTarget } from '../deploy/target.ts';
@@ -65,7 +65,7 @@ function summarize(report: DeployReport): string {
  */
 export async function findManagedClient(target: TargetOptions, name: string): Promise<ClientApplication> {
   const { client } = await connectTarget(target);
-  const [found] = await client.searchResources('ClientApplication', { _tag: `${MANAGED_TAG_SYSTEM}|${name}` });
+  const [found] = await findManaged(client, 'ClientApplication', name);
   if (!found) {
     throw new Error(`No managed ClientApplication named ${name} on ${target.baseUrl}`);
   }

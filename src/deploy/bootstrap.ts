@@ -2,9 +2,10 @@ import type { WithId } from '@medplum/core';
 import { MedplumClient } from '@medplum/core';
 import type { ClientApplication, Parameters, Project, ProjectMembership, ProjectSetting } from '@medplum/fhirtypes';
 import { MANAGED_TAG_SYSTEM } from '../constants.ts';
+import { findManaged } from './managed.ts';
 
 /** Features the hub needs in its project (a super admin must set them on a stock server). */
-export const REQUIRED_FEATURES: NonNullable<Project['features']> = ['bots', 'cron', 'transaction-bundles'];
+const REQUIRED_FEATURES: NonNullable<Project['features']> = ['bots', 'cron', 'transaction-bundles'];
 
 /**
  * FHIR interaction quota per user per minute for the hub's project (`userFhirQuota`). A write costs
@@ -18,7 +19,7 @@ export const HUB_USER_FHIR_QUOTA = 3_000_000;
 export const HUB_TOTAL_FHIR_QUOTA = 10 * HUB_USER_FHIR_QUOTA;
 
 /** Managed name of the hub's project-admin ClientApplication. */
-export const HUB_ADMIN_CLIENT_NAME = 'hub-admin';
+const HUB_ADMIN_CLIENT_NAME = 'hub-admin';
 
 /** Options of {@link bootstrapProject}. */
 export interface BootstrapOptions {
@@ -104,7 +105,7 @@ export async function bootstrapProject(options: BootstrapOptions): Promise<Boots
  * @param project - The project.
  * @returns The updated project and the names of what changed.
  */
-export function withHubSettings(project: Project): { updated: Project; changes: string[] } {
+function withHubSettings(project: Project): { updated: Project; changes: string[] } {
   const changes: string[] = [];
   const features = [...(project.features ?? [])];
   for (const feature of REQUIRED_FEATURES) {
@@ -154,9 +155,8 @@ async function createProject(client: MedplumClient, name: string): Promise<WithI
 }
 
 async function findAdminClient(client: MedplumClient, projectId: string): Promise<ClientApplication | undefined> {
-  const found = await client.searchResources('ClientApplication', {
-    _tag: `${MANAGED_TAG_SYSTEM}|${HUB_ADMIN_CLIENT_NAME}`,
-  });
+  // A super admin sees the hub admin clients of every project on the server: keep this project's.
+  const found = await findManaged(client, 'ClientApplication', HUB_ADMIN_CLIENT_NAME);
   return found.find((c) => c.meta?.project === projectId);
 }
 

@@ -1,8 +1,10 @@
 import type { WithId } from '@medplum/core';
-import { deepEquals, normalizeErrorString, stringify } from '@medplum/core';
-import type { Bot, Extension, ProjectMembership, Reference, Resource } from '@medplum/fhirtypes';
+import { deepEquals, normalizeErrorString, OperationOutcomeError, stringify } from '@medplum/core';
+import type { Bot, Bundle, BundleEntry, Extension, ProjectMembership, Reference, Resource } from '@medplum/fhirtypes';
 import { readBundleStamp } from '../bots/build.ts';
 import { BOT_HASH_EXTENSION, BOT_VERSION_EXTENSION, MANAGED_TAG_SYSTEM, MEMBERSHIP_POLICY_EXTENSION } from '../constants.ts';
+import type { MedplumConfigBot } from './config-file.ts';
+import { managedTagQuery } from './managed.ts';
 import type { DesiredState, ManagedResource } from './manifest.ts';
 import type { ManagedRef } from './placeholders.ts';
 import { resolvePlaceholders } from './placeholders.ts';
@@ -34,7 +36,7 @@ export interface DeployReport {
   readonly reloadedAgents: string[];
   readonly warnings: string[];
   /** Bot names and ids on the target (for medplum.config.json). */
-  readonly bots: { name: string; id: string; source: string; dist: string }[];
+  readonly bots: MedplumConfigBot[];
 }
 
 /** Options of {@link deploy}. */
@@ -82,11 +84,10 @@ export async function deploy(target: Target, desired: DesiredState, options: Dep
     throw new Error(`Deploy needs these environment variables: ${missingEnv.join(', ')}`);
   }
 
-  let index = 0;
-  for (const managed of desired.resources) {
-    index++;
+  const lookups = await lookUpManaged(target, desired.resources);
+  for (const [i, managed] of desired.resources.entries()) {
     const key = `${managed.resourceType}/${managed.name}`;
-    const existing = await findManaged(target, managed);
+    const existing = existingOf(managed, lookups[i]);
     const resolved = resolvePlaceholders(managed.template, {
       idOf: (ref: ManagedRef) => ids.get(`${ref.resourceType}/${ref.name}`),
       env: (name) => env[name],
@@ -100,10 +101,10 @@ export async function deploy(target: Target, desired: DesiredState, options: Dep
       changed.add(key);
     }
     if (managed.bundle && entry.id) {
-      bots.push({ name: managed.name, id: entry.id, source: sourceOf(managed), dist: managed.bundle.dist });
+      bots.push({ name: managed.name, id: entry.id, source: managed.bundle.source, dist: managed.bundle.dist });
     }
     entries.push(entry);
-    log(`[${index}/${desired.resources.length}] ${describeEntry(entry)}`);
+    log(`[${i + 1}/${desired.resources.length}] ${describeEntry(entry)}`);
   }
 
   const reloadedAgents: string[] = [];
@@ -129,23 +130,69 @@ export async function deploy(target: Target, desired: DesiredState, options: Dep
   return { dryRun, entries, reloadedAgents, warnings, bots };
 }
 
+/** What the target holds for one managed resource: the resources with its tag, or why the search failed. */
+interface ManagedLookup {
+  readonly found: WithId<Resource>[];
+  readonly error?: Error;
+}
+
 /**
- * Finds a managed resource on the target by its tag.
+ * Searches the target for every managed resource by its tag, in one batch request rather than one
+ * round trip per resource. `_count=2` is enough to tell a duplicate from a single match.
  * @param target - The target.
- * @param managed - The managed resource.
- * @returns The existing resource, if any.
+ * @param resources - The managed resources.
+ * @returns One lookup per resource, in the same order.
  */
-async function findManaged(target: Target, managed: ManagedResource): Promise<WithId<Resource> | undefined> {
-  const found = await target.client.searchResources(
-    managed.resourceType as Resource['resourceType'],
-    { _tag: `${MANAGED_TAG_SYSTEM}|${managed.name}`, _count: '2' }
-  );
-  if (found.length > 1) {
+async function lookUpManaged(target: Target, resources: readonly ManagedResource[]): Promise<ManagedLookup[]> {
+  if (resources.length === 0) {
+    return [];
+  }
+  const response: Bundle = await target.client.executeBatch({
+    resourceType: 'Bundle',
+    type: 'batch',
+    entry: resources.map((managed) => ({
+      request: {
+        method: 'GET',
+        url: `${managed.resourceType}?_tag=${encodeURIComponent(managedTagQuery(managed.name))}&_count=2`,
+      },
+    })),
+  });
+  return resources.map((_managed, i) => toLookup(response.entry?.[i]));
+}
+
+/**
+ * Reads one batch response entry. A failed search is kept, not thrown, so that the deploy stops at
+ * that resource's turn, after the ones before it were applied, as when each was searched alone.
+ * @param entry - The batch response entry.
+ * @returns The lookup.
+ */
+function toLookup(entry: BundleEntry | undefined): ManagedLookup {
+  const status = entry?.response?.status ?? '';
+  if (!status.startsWith('2')) {
+    const outcome = entry?.response?.outcome;
+    const error = outcome ? new OperationOutcomeError(outcome) : new Error(`Search failed (${status || 'no response'})`);
+    return { found: [], error };
+  }
+  const found = ((entry?.resource as Bundle | undefined)?.entry ?? []).map((e) => e.resource as WithId<Resource>);
+  return { found };
+}
+
+/**
+ * @param managed - The managed resource.
+ * @param lookup - Its lookup.
+ * @returns The resource on the target, if any.
+ * @throws Error when the search failed or several resources carry the tag.
+ */
+function existingOf(managed: ManagedResource, lookup: ManagedLookup): WithId<Resource> | undefined {
+  if (lookup.error) {
+    throw lookup.error;
+  }
+  if (lookup.found.length > 1) {
     throw new Error(
-      `${managed.resourceType}/${managed.name}: ${found.length} resources carry its managed tag on the target; remove the duplicates`
+      `${managed.resourceType}/${managed.name}: ${lookup.found.length} resources carry its managed tag on the target; remove the duplicates`
     );
   }
-  return found[0] as WithId<Resource> | undefined;
+  return lookup.found[0];
 }
 
 /** Applies (or plans) one managed resource. */
@@ -155,6 +202,11 @@ class ResourceStep {
   private readonly existing: WithId<Resource> | undefined;
   private readonly dryRun: boolean;
   private desired: Resource;
+  /**
+   * The existing resource's membership as found while planning, so that applying does not look it
+   * up again (`undefined` until planned; `{ membership: undefined }` when it has none).
+   */
+  private plannedMembership: { readonly membership: WithId<ProjectMembership> | undefined } | undefined;
 
   constructor(target: Target, managed: ManagedResource, resolved: Resource, existing: WithId<Resource> | undefined, dryRun: boolean) {
     this.target = target;
@@ -176,7 +228,7 @@ class ResourceStep {
     const membershipPolicy = await this.planMembershipPolicy(this.existing?.id);
     let id = this.existing?.id;
     if (!this.dryRun) {
-      id = await this.apply(action, code?.action === 'deploy');
+      id = await this.apply(code?.action === 'deploy');
     }
     return {
       key,
@@ -217,7 +269,7 @@ class ResourceStep {
     }
   }
 
-  private async apply(action: PlanAction, deployCode: boolean): Promise<string> {
+  private async apply(deployCode: boolean): Promise<string> {
     const { client } = this.target;
     let current = this.existing;
     if (!current) {
@@ -231,13 +283,12 @@ class ResourceStep {
       });
       current = (await client.readResource('Bot', current.id)) as WithId<Resource>;
     }
-    if (action !== 'unchanged' || deployCode) {
-      const update = { ...this.desired, ...serverOwnedFields(current), id: current.id } as WithId<Resource>;
-      if (!deepEquals(normalize(update), normalize(current))) {
-        current = await client.updateResource(update, {
-          headers: { 'If-Match': `W/"${current.meta?.versionId}"` },
-        });
-      }
+    // An unchanged resource needs no guard here: its normalized form already equals the desired one.
+    const update = { ...this.desired, ...serverOwnedFields(current), id: current.id } as WithId<Resource>;
+    if (!deepEquals(normalize(update), normalize(current))) {
+      current = await client.updateResource(update, {
+        headers: { 'If-Match': `W/"${current.meta?.versionId}"` },
+      });
     }
     await this.applyMembershipPolicy(current.id);
     return current.id;
@@ -272,7 +323,11 @@ class ResourceStep {
     if (!policy) {
       return undefined;
     }
-    const membership = id ? await this.findMembership(id) : undefined;
+    let membership: WithId<ProjectMembership> | undefined;
+    if (id) {
+      membership = await this.findMembership(id);
+      this.plannedMembership = { membership };
+    }
     const current = membership?.accessPolicy?.reference;
     return { action: current === policy ? 'unchanged' : 'set', policy };
   }
@@ -282,7 +337,9 @@ class ResourceStep {
     if (!policy) {
       return;
     }
-    const membership = await this.findMembership(id);
+    // A resource that existed keeps its membership between planning and applying; a new one was
+    // just created with its own, which planning could not know.
+    const membership = this.plannedMembership ? this.plannedMembership.membership : await this.findMembership(id);
     if (!membership) {
       throw new Error(`${this.managed.resourceType}/${this.managed.name} has no ProjectMembership on the target`);
     }
@@ -300,23 +357,18 @@ class ResourceStep {
     const { client, projectId } = this.target;
     const profile = `${this.managed.resourceType}/${profileId}`;
     const details = (await client.get(`admin/projects/${projectId}`)) as { members?: AdminMember[] };
-    // Medplum 5 lists `{ id, profile: Reference }`; older servers `{ membershipId, profile: string }`.
-    const member = details.members?.find(
-      (m) => (typeof m.profile === 'string' ? m.profile : m.profile?.reference) === profile
-    );
-    const membershipId = member?.id ?? member?.membershipId;
-    if (!membershipId) {
+    const member = details.members?.find((m) => m.profile?.reference === profile);
+    if (!member?.id) {
       return undefined;
     }
-    return client.get(`admin/projects/${projectId}/members/${membershipId}`);
+    return client.get(`admin/projects/${projectId}/members/${member.id}`);
   }
 }
 
-/** One entry of `GET admin/projects/:projectId`'s member list. */
+/** One entry of `GET admin/projects/:projectId`'s member list (the Medplum 5 shape). */
 interface AdminMember {
   readonly id?: string;
-  readonly membershipId?: string;
-  readonly profile?: string | Reference;
+  readonly profile?: Reference;
 }
 
 function withManagedTag(resource: Resource, name: string): Resource {
@@ -368,22 +420,18 @@ function normalize(resource: Resource): Record<string, unknown> {
  * @param desired - The desired resource.
  * @returns Top-level fields whose normalized values differ.
  */
-export function diffFields(existing: Resource, desired: Resource): string[] {
+function diffFields(existing: Resource, desired: Resource): string[] {
   const a = normalize(existing);
   const b = normalize(desired);
   const fields = new Set([...Object.keys(a), ...Object.keys(b)]);
   return [...fields].filter((f) => !deepEquals(a[f], b[f])).sort();
 }
 
-function sourceOf(managed: ManagedResource): string {
-  return `bots/${managed.name}/index.ts`;
-}
-
 /**
  * @param entry - A plan entry.
  * @returns One human-readable line.
  */
-export function describeEntry(entry: PlanEntry): string {
+function describeEntry(entry: PlanEntry): string {
   const parts = [`${entry.action.padEnd(9)} ${entry.key}`];
   if (entry.action === 'update' && entry.changedFields.length) {
     parts.push(`(${entry.changedFields.join(', ')})`);

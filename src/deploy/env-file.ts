@@ -23,7 +23,7 @@ import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** The Medplum server URL used when `.env` does not say otherwise. */
-export const DEFAULT_MEDPLUM_BASE_URL = 'http://localhost:8103/';
+const DEFAULT_MEDPLUM_BASE_URL = 'http://localhost:8103/';
 
 /** The variables {@link generateDockerEnv} fills in, in the order they are written. */
 export const DOCKER_ENV_KEYS = [
@@ -230,20 +230,40 @@ export async function initDockerEnv(envPath: string): Promise<{ created: string[
     }
   }
 
-  if (current === undefined || created.length > 0) {
-    const tmp = join(dirname(envPath), `.${basename(envPath)}.${process.pid}.tmp`);
-    try {
-      await writeFile(tmp, renderEnvFile(template, updates), { mode: 0o600, flag: 'w' });
-      await chmod(tmp, 0o600);
-      await rename(tmp, envPath);
-    } catch (err) {
-      await rm(tmp, { force: true });
-      throw err;
-    }
+  if (current === undefined) {
+    await writeAtomically(envPath, renderEnvFile(template, updates));
+  } else if (created.length > 0) {
+    await updateEnvFile(envPath, updates);
   } else {
     await chmod(envPath, 0o600);
   }
   return { created, kept };
+}
+
+/**
+ * Sets variables in a `.env` file with {@link renderEnvFile} (creating the file when it does not
+ * exist), keeping everything else in it. The file is replaced atomically, so a reader (or a crash)
+ * never sees it half written, and left with mode 0600: it holds secrets.
+ * @param envPath - Path of the `.env` file.
+ * @param updates - The keys to set and their new values.
+ */
+export async function updateEnvFile(envPath: string, updates: Record<string, string>): Promise<void> {
+  const original = (await readIfExists(envPath)) ?? '';
+  await writeAtomically(envPath, renderEnvFile(original, updates));
+}
+
+/** Writes through a temporary file in the same directory, then renames it over `path`. */
+async function writeAtomically(path: string, text: string): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  try {
+    await writeFile(tmp, text, { mode: 0o600, flag: 'w' });
+    // The mode given to writeFile is filtered by the umask and ignored for an existing file.
+    await chmod(tmp, 0o600);
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
 }
 
 async function readIfExists(path: string): Promise<string | undefined> {

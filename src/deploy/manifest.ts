@@ -10,7 +10,7 @@ import type { ManagedRef } from './placeholders.ts';
 import { findPlaceholders } from './placeholders.ts';
 
 /** Folders whose JSON files are managed resources (one FHIR resource per file). */
-export const MANAGED_FOLDERS = ['access-policies', 'seed', 'agent-config', 'subscriptions'] as const;
+const MANAGED_FOLDERS = ['access-policies', 'seed', 'agent-config', 'subscriptions'] as const;
 
 /** A resource the hub manages: its template (with placeholders) and where it came from. */
 export interface ManagedResource {
@@ -31,6 +31,8 @@ export interface ManagedResource {
 
 /** A built bot bundle ready to deploy. */
 export interface BotBundle {
+  /** Source entry point, relative to the project root, as the build manifest records it. */
+  readonly source: string;
   readonly dist: string;
   readonly code: string;
   readonly version: string;
@@ -101,7 +103,7 @@ async function loadBots(root: string): Promise<ManagedResource[]> {
     };
     const code = await readFile(join(root, built.dist), 'utf8');
     const managed = toManaged(root, definition ? definitionFile : join(root, built.source), name, template);
-    result.push({ ...managed, bundle: { dist: built.dist, code, version: built.version, hash: built.hash } });
+    result.push({ ...managed, bundle: { source: built.source, dist: built.dist, code, version: built.version, hash: built.hash } });
   }
   return result;
 }

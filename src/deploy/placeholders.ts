@@ -17,7 +17,7 @@ export interface ManagedRef {
  * @param key - `Type/name`.
  * @returns The parts.
  */
-export function parseManagedKey(key: string): ManagedRef | undefined {
+function parseManagedKey(key: string): ManagedRef | undefined {
   const match = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9][A-Za-z0-9._-]*)$/.exec(key);
   return match ? { resourceType: match[1], name: match[2] } : undefined;
 }

@@ -1,4 +1,4 @@
-import { MedplumClient } from '@medplum/core';
+import { ensureTrailingSlash, MedplumClient } from '@medplum/core';
 
 /** Where to deploy: a Medplum server and a project-admin ClientApplication of the hub's project. */
 export interface TargetOptions {
@@ -45,7 +45,7 @@ export function targetFromEnv(env: NodeJS.ProcessEnv): TargetOptions | string {
  * @returns The target.
  */
 export async function connectTarget(options: TargetOptions): Promise<Target> {
-  const baseUrl = options.baseUrl.endsWith('/') ? options.baseUrl : options.baseUrl + '/';
+  const baseUrl = ensureTrailingSlash(options.baseUrl);
   const client = new MedplumClient({ baseUrl, clientId: options.clientId });
   await client.startClientLogin(options.clientId, options.clientSecret);
   const projectId = client.getProject()?.id;

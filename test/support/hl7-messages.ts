@@ -50,7 +50,7 @@ export function controlId(prefix = 'E2E'): string {
  * @param fields - Field number to ER7 text (components already joined with `^`).
  * @returns The segment text.
  */
-export function segment(name: string, fields: Record<number, string>): string {
+function segment(name: string, fields: Record<number, string>): string {
   const last = Math.max(0, ...Object.keys(fields).map(Number));
   const parts = [name];
   for (let i = 1; i <= last; i++) {

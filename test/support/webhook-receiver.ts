@@ -65,7 +65,7 @@ export class WebhookReceiver {
  * @param header - The `X-Signature` header.
  * @returns True when the header is the hex HMAC-SHA256 of the body.
  */
-export function verifySignature(secret: string, rawBody: Buffer, header: string | string[] | undefined): boolean {
+function verifySignature(secret: string, rawBody: Buffer, header: string | string[] | undefined): boolean {
   if (typeof header !== 'string' || !/^[0-9a-f]{64}$/.test(header)) {
     return false;
   }
