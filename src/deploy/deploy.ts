@@ -353,22 +353,13 @@ class ResourceStep {
     });
   }
 
+  /**
+   * The stock server's `GET admin/projects/:id` has no member list (only the project), so the
+   * membership is found with a FHIR search, which a project admin may run on ProjectMembership.
+   */
   private async findMembership(profileId: string): Promise<WithId<ProjectMembership> | undefined> {
-    const { client, projectId } = this.target;
-    const profile = `${this.managed.resourceType}/${profileId}`;
-    const details = (await client.get(`admin/projects/${projectId}`)) as { members?: AdminMember[] };
-    const member = details.members?.find((m) => m.profile?.reference === profile);
-    if (!member?.id) {
-      return undefined;
-    }
-    return client.get(`admin/projects/${projectId}/members/${member.id}`);
+    return this.target.client.searchOne('ProjectMembership', { profile: `${this.managed.resourceType}/${profileId}` });
   }
-}
-
-/** One entry of `GET admin/projects/:projectId`'s member list (the Medplum 5 shape). */
-interface AdminMember {
-  readonly id?: string;
-  readonly profile?: Reference;
 }
 
 function withManagedTag(resource: Resource, name: string): Resource {

@@ -1,5 +1,5 @@
 import type { WithId } from '@medplum/core';
-import { badRequest, createReference, forbidden, notFound, OperationOutcomeError, Operator } from '@medplum/core';
+import { badRequest, createReference, forbidden, notFound, OperationOutcomeError } from '@medplum/core';
 import type {
   AccessPolicy,
   Binary,
@@ -68,7 +68,7 @@ export class AdminApi {
       : auth.project;
     const [, resource, id] = segments;
     if (method === 'GET' && segments.length === 1) {
-      return { status: 200, body: await this.describeProject(project) };
+      return { status: 200, body: this.describeProject(project) };
     }
     if (method === 'POST' && resource === 'bot' && !id) {
       return { status: 201, body: await this.createBot(project, body as CreateBotRequest) };
@@ -171,19 +171,9 @@ export class AdminApi {
     } as ProjectMembership);
   }
 
-  private async describeProject(project: WithId<Project>): Promise<unknown> {
-    const memberships = await this.projectMemberships(project);
-    return {
-      project: { id: project.id, name: project.name },
-      // The Medplum 5 shape: references as objects.
-      members: memberships.map((m) => ({
-        id: m.id,
-        user: m.user,
-        profile: m.profile,
-        accessPolicy: m.accessPolicy,
-        role: m.admin ? 'admin' : 'member',
-      })),
-    };
+  private describeProject(project: WithId<Project>): unknown {
+    // The stock handler's shape (admin/project.ts): project settings only, no member list.
+    return { project: { id: project.id, name: project.name, setting: project.setting, secret: project.secret, site: project.site } };
   }
 
   private async readMembership(project: WithId<Project>, id: string): Promise<WithId<ProjectMembership>> {
@@ -218,14 +208,6 @@ export class AdminApi {
     }
     // Like the stock route, this replaces the whole Project.secret array.
     return this.options.repoForProject(project.id).updateResource<Project>({ ...project, secret: secrets });
-  }
-
-  private async projectMemberships(project: WithId<Project>): Promise<WithId<ProjectMembership>[]> {
-    return this.options.repoForProject(project.id).searchResources<ProjectMembership>({
-      resourceType: 'ProjectMembership',
-      count: 1000,
-      filters: [{ code: 'project', operator: Operator.EQUALS, value: 'Project/' + project.id }],
-    });
   }
 }
 
