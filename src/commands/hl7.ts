@@ -7,7 +7,7 @@ import { connectTarget } from '../deploy/target.ts';
 import { LedgerExtension, outcomeOf } from '../fhir/ledger.ts';
 import { buildReplayTask } from '../inbound/replay.ts';
 import type { LedgerCounts, LedgerStats } from '../inbound/stats.ts';
-import { controlIdOf, invariantHolds, ledgerStats, listDeadLetters, senderLabel } from '../inbound/stats.ts';
+import { controlIdOf, invariantHolds, ledgerStats, listDeadLetterEntries, listDeadLetters, senderLabel } from '../inbound/stats.ts';
 
 export const HL7_USAGE = `Usage: hub hl7 <command>
 
@@ -234,9 +234,7 @@ async function replay(medplum: MedplumClient, parsed: Extract<Parsed, { command:
   let failures = 0;
   const entries: WithId<MessageHeader>[] = [];
   if (parsed.all) {
-    for (const d of await listDeadLetters(medplum)) {
-      entries.push(await medplum.readResource('MessageHeader', d.id));
-    }
+    entries.push(...(await listDeadLetterEntries(medplum)));
     if (entries.length === 0) {
       options.log('No open dead letters to replay.');
       return 0;

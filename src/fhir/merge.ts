@@ -1,3 +1,4 @@
+import { deepClone } from '@medplum/core';
 import type { Attachment, EncounterLocation, Extension, Identifier, PatientLink, Reference, Resource } from '@medplum/fhirtypes';
 import { PROVISIONAL_EXTENSION, SOURCE_TIME_EXTENSION } from '../constants.ts';
 import type { MergeStrategy, ResourcePlan } from '../mapping/plan.ts';
@@ -133,7 +134,7 @@ function withProvisional<T extends Resource>(resource: T, elements: string[]): T
  * @returns The resource to create.
  */
 export function newResource<T extends Resource>(plan: ResourcePlan<T>, eventTime?: string): T {
-  const resource = withSourceTime(structuredCloneJson(plan.resource), eventTime);
+  const resource = withSourceTime(deepClone(plan.resource), eventTime);
   if (!isDomainResource(resource)) {
     return resource;
   }
@@ -298,29 +299,19 @@ function unionBy<T>(existing: T[] | undefined, incoming: T[], key: (item: T) => 
 
 function deletePath(target: Record<string, unknown>, path: string): void {
   const parts = path.split('.');
+  let parent: Record<string, unknown> | undefined;
   let node: Record<string, unknown> | undefined = target;
   for (let i = 0; i < parts.length - 1 && node; i++) {
     const next: unknown = node[parts[i]];
-    if (next && typeof next === 'object') {
-      node[parts[i]] = { ...(next as Record<string, unknown>) };
-      node = node[parts[i]] as Record<string, unknown>;
-    } else {
-      node = undefined;
-    }
+    parent = node;
+    // Copied on the way down: the stored resource's nested objects are not changed in place.
+    node = next && typeof next === 'object' ? (node[parts[i]] = { ...(next as Record<string, unknown>) }) : undefined;
   }
   if (node) {
     delete node[parts[parts.length - 1]];
     // An element left empty by the delete is removed too (FHIR forbids empty objects).
-    if (parts.length > 1) {
-      const parentPath = parts.slice(0, -1);
-      let parent: Record<string, unknown> = target;
-      for (let i = 0; i < parentPath.length - 1; i++) {
-        parent = parent[parentPath[i]] as Record<string, unknown>;
-      }
-      const last = parentPath[parentPath.length - 1];
-      if (parent[last] && Object.keys(parent[last] as object).length === 0) {
-        delete parent[last];
-      }
+    if (parent && Object.keys(node).length === 0) {
+      delete parent[parts[parts.length - 2]];
     }
   }
 }
@@ -333,8 +324,4 @@ function latest(a: string | undefined, b: string | undefined): string | undefine
     return a;
   }
   return Date.parse(a) >= Date.parse(b) ? a : b;
-}
-
-function structuredCloneJson<T>(value: T): T {
-  return JSON.parse(JSON.stringify(value)) as T;
 }

@@ -7,6 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MessagePlan, ResourcePlan } from '../mapping/plan.ts';
 import { LOCAL_REFERENCE_PREFIX } from '../mapping/plan.ts';
+import { createdTime } from './history.ts';
+import { identifierKey } from './identifiers.ts';
 import { mergeResource, newResource } from './merge.ts';
 
 /** The stock server refuses transactions with more update entries (fhir-router `maxUpdates`). */
@@ -70,12 +72,11 @@ export class CommitError extends Error {}
  */
 export async function commitPlan(medplum: MedplumClient, plan: MessagePlan, options: CommitOptions = {}): Promise<CommitResult> {
   const maxAttempts = options.maxAttempts ?? DEFAULT_COMMIT_ATTEMPTS;
-  // Copies this message created and deleted after losing a create race, `Type/id` → plan key.
-  const withdrawn = new Map<string, string>();
+  const memory: AttemptMemory = { withdrawn: new Map(), uploaded: new Map() };
   for (let attempt = 1; ; attempt++) {
     try {
-      const result = await commitOnce(medplum, plan, options, withdrawn);
-      if (attempt < maxAttempts + 2 && (await yieldLostCreates(medplum, plan, result, withdrawn))) {
+      const result = await commitOnce(medplum, plan, options, memory);
+      if (attempt < maxAttempts + 2 && (await yieldLostCreates(medplum, plan, result, memory.withdrawn))) {
         // Two messages that tied both yield: a pause breaks the symmetry.
         await sleep(Math.floor(Math.random() * 50));
         continue;
@@ -92,6 +93,14 @@ export async function commitPlan(medplum: MedplumClient, plan: MessagePlan, opti
       throw err;
     }
   }
+}
+
+/** What earlier attempts at committing a message did, for the next one. */
+interface AttemptMemory {
+  /** Copies this message created and deleted after losing a create race, `Type/id` → plan key. */
+  readonly withdrawn: Map<string, string>;
+  /** Binaries already stored for this message's attachments, by content hash: a retry reuses them. */
+  readonly uploaded: Map<string, string>;
 }
 
 /**
@@ -187,10 +196,7 @@ const TIE_RECHECK_MS = 250;
  */
 async function createdAt(medplum: MedplumClient, reference: string): Promise<number> {
   const [resourceType, id] = reference.split('/');
-  const history = await medplum.readHistory(resourceType as Resource['resourceType'], id, { count: 1000 });
-  const oldest = history.entry?.[history.entry.length - 1];
-  const time = Date.parse(oldest?.resource?.meta?.lastUpdated ?? oldest?.response?.lastModified ?? '');
-  return Number.isNaN(time) ? Number.POSITIVE_INFINITY : time;
+  return (await createdTime(medplum, resourceType as Resource['resourceType'], id)) ?? Number.POSITIVE_INFINITY;
 }
 
 async function searchByIdentifiers(medplum: MedplumClient, plans: readonly ResourcePlan[]): Promise<WithId<Resource>[][]> {
@@ -229,8 +235,9 @@ async function commitOnce(
   medplum: MedplumClient,
   plan: MessagePlan,
   options: CommitOptions,
-  withdrawn: ReadonlyMap<string, string>
+  memory: AttemptMemory
 ): Promise<Omit<CommitResult, 'attempts'>> {
+  const { withdrawn } = memory;
   const resolved = await resolve(medplum, plan.resources);
   const references: Record<string, string> = Object.fromEntries(resolved.map((r) => [r.plan.key, r.reference]));
   const repoint = (ref: string): string | undefined => {
@@ -245,7 +252,7 @@ async function commitOnce(
   const unchanged: string[] = [];
   for (const item of resolved) {
     const withRefs = { ...item.plan, resource: replaceLocalReferences(item.plan.resource, references, item.plan.key) };
-    await storeUploads(medplum, withRefs, item.existing);
+    await storeUploads(medplum, withRefs, item.existing, memory.uploaded);
     if (!item.existing) {
       creates.push({
         fullUrl: item.reference,
@@ -291,7 +298,7 @@ async function commitOnce(
       continue;
     }
     // References to resources an earlier chunk created point at their ids now.
-    const entries = chunk.map((e) => mapReferences(e, (reference) => assigned[reference]));
+    const entries = Object.keys(assigned).length ? chunk.map((e) => mapReferences(e, (reference) => assigned[reference])) : chunk;
     const response = await medplum.executeBatch({ resourceType: 'Bundle', type: 'transaction', entry: entries });
     checkTransactionResponse(response, entries);
     entries.forEach((entry, i) => {
@@ -344,8 +351,8 @@ async function resolve(medplum: MedplumClient, plans: readonly ResourcePlan[]): 
  * the merged-away record they belonged to.
  */
 export function matchesOnlyRetired(resource: Resource, identifiers: readonly Identifier[]): boolean {
-  const wanted = new Set(identifiers.map((i) => `${i.system}|${i.value}`));
-  const matching = ((resource as { identifier?: Identifier[] }).identifier ?? []).filter((i) => wanted.has(`${i.system}|${i.value}`));
+  const wanted = new Set(identifiers.map(identifierKey));
+  const matching = ((resource as { identifier?: Identifier[] }).identifier ?? []).filter((i) => wanted.has(identifierKey(i)));
   return matching.length > 0 && matching.every((i) => i.use === 'old');
 }
 
@@ -402,22 +409,29 @@ function mapReferences<T>(value: T, replace: (reference: string) => string | und
 
 /**
  * Moves attachment content to Binary resources: content already stored on the resource (same
- * hash) is reused, so re-sent messages upload nothing.
+ * hash), or uploaded by an earlier attempt at this message, is reused, so re-sent messages and
+ * retries upload nothing.
  */
-async function storeUploads(medplum: MedplumClient, plan: ResourcePlan, existing: Resource | undefined): Promise<void> {
+async function storeUploads(
+  medplum: MedplumClient,
+  plan: ResourcePlan,
+  existing: Resource | undefined,
+  uploaded: Map<string, string>
+): Promise<void> {
   for (const upload of plan.uploads ?? []) {
     const attachment = getPath(plan.resource, upload.path) as Attachment | undefined;
     if (!attachment) {
       throw new CommitError(`${plan.key}: no attachment at ${upload.path}`);
     }
-    const stored = findAttachmentByHash(existing, upload.hash);
     delete attachment.data;
-    if (stored?.url) {
-      attachment.url = stored.url;
+    const url = findAttachmentByHash(existing, upload.hash)?.url ?? uploaded.get(upload.hash);
+    if (url) {
+      attachment.url = url;
       continue;
     }
     const binary = await medplum.createBinary({ data: Buffer.from(upload.data, 'base64'), filename: attachment.title, contentType: upload.contentType });
     attachment.url = `Binary/${binary.id}`;
+    uploaded.set(upload.hash, attachment.url);
   }
 }
 

@@ -59,19 +59,6 @@ export function buildAckWithIssues(
   return ack;
 }
 
-/**
- * Builds the answer to a message: `@medplum/core`'s ACK (swapped sender/receiver, MSA-2 = the
- * original MSH-10), with MSA-3 carrying the error text and an ERR segment (ERR-2 location, ERR-3
- * table 0357 code, ERR-4 severity, ERR-8 user message) when there is an error.
- * @param message - The message being answered (an `Hl7Message`, or a duck-typed one from another realm).
- * @param ackCode - AA, AE or AR.
- * @param error - The error, for AE and AR.
- * @returns The ACK message.
- */
-export function buildAnswer(message: Hl7Message, ackCode: AckCode, error?: AckError): Hl7Message {
-  return buildAckWithIssues(message, ackCode, error ? [{ ...error, severity: ackCode === 'AA' ? 'warning' : 'error' }] : []);
-}
-
 function errSegment(message: Hl7Message, error: AckError, severity: 'E' | 'W'): Hl7Segment {
   const location = error.location
     ? [error.location.segment, String(error.location.sequence ?? 1), error.location.field ? String(error.location.field) : ''].join(

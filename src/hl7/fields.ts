@@ -86,7 +86,7 @@ export function reps(segment: Hl7Segment | undefined, field: number): FieldRep[]
   if (!segment || value === undefined) {
     return [];
   }
-  return parseField(value.toString(), (value as { context?: Hl7Context }).context ?? segmentContext(segment));
+  return parseField(value.toString(), value.context);
 }
 
 /**
@@ -116,10 +116,6 @@ export function val(segment: Hl7Segment | undefined, field: number, component = 
 export function isNullField(segment: Hl7Segment | undefined, field: number): boolean {
   const all = reps(segment, field);
   return all.length === 1 && all[0].isNull;
-}
-
-function segmentContext(segment: Hl7Segment): Hl7Context {
-  return (segment as unknown as { context: Hl7Context }).context;
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { MedplumClient, WithId } from '@medplum/core';
 import type { Bundle, MessageHeader } from '@medplum/fhirtypes';
 import { HUB_SID } from '../constants.ts';
+import { createdTime } from '../fhir/history.ts';
 import type { MessageOutcome } from '../fhir/ledger.ts';
 import { LedgerExtension, MESSAGE_KEY_SYSTEM, MESSAGE_OUTCOME_SYSTEM, MESSAGE_REPLAY_TAG, outcomeOf } from '../fhir/ledger.ts';
 
@@ -154,21 +155,29 @@ export interface ListDeadLettersOptions {
  * @returns The dead letters.
  */
 export async function listDeadLetters(medplum: MedplumClient, options: ListDeadLettersOptions = {}): Promise<DeadLetter[]> {
+  return (await listDeadLetterEntries(medplum, options)).map(deadLetterOf);
+}
+
+/**
+ * The ledger entries behind {@link listDeadLetters}, whole (for a replay).
+ * @param medplum - A client allowed to search MessageHeader.
+ * @param options - Limit.
+ * @returns The open dead letters' entries, oldest first.
+ */
+export async function listDeadLetterEntries(medplum: MedplumClient, options: ListDeadLettersOptions = {}): Promise<WithId<MessageHeader>[]> {
   const limit = options.limit ?? Number.POSITIVE_INFINITY;
   if (limit <= 0) {
     return [];
   }
-  const result: DeadLetter[] = [];
-  const ids = new Set<string>();
+  const result = new Map<string, WithId<MessageHeader>>();
   const query = { _tag: `${MESSAGE_OUTCOME_SYSTEM}|dead-letter` };
   await readEntries(medplum, query, (entry) => {
-    if (outcomeOf(entry) === 'dead-letter' && !isReplay(entry) && !ids.has(entry.id)) {
-      ids.add(entry.id);
-      result.push(deadLetterOf(entry));
+    if (outcomeOf(entry) === 'dead-letter' && !isReplay(entry) && !result.has(entry.id)) {
+      result.set(entry.id, entry);
     }
-    return result.length < limit;
+    return result.size < limit;
   }, options.pageSize);
-  return result;
+  return [...result.values()];
 }
 
 /**
@@ -259,12 +268,7 @@ function isUpdated(entry: MessageHeader): boolean {
 
 /** Creation time of an entry (epoch ms): the `lastUpdated` of its first version. */
 async function receivedAt(medplum: MedplumClient, entry: WithId<MessageHeader>): Promise<number> {
-  const history = await medplum.readHistory('MessageHeader', entry.id);
-  const times = (history.entry ?? [])
-    .map((e) => e.resource?.meta?.lastUpdated)
-    .filter((t): t is string => Boolean(t))
-    .map((t) => Date.parse(t));
-  return times.length ? Math.min(...times) : Date.parse(entry.meta?.lastUpdated ?? '');
+  return (await createdTime(medplum, 'MessageHeader', entry.id)) ?? Date.parse(entry.meta?.lastUpdated ?? '');
 }
 
 /** Reads every entry matching `query`, each id once (an entry updated while paging may reappear: the last read wins). */
