@@ -72,6 +72,21 @@ describe('HubRepository through FhirRouter', () => {
     expect(read.resource).toEqual(p);
   });
 
+  test('a type whose identifier is a single Identifier (Composition) is stored and found by it', async () => {
+    const composition = {
+      resourceType: 'Composition',
+      status: 'final',
+      type: { text: 'Summary' },
+      date: '2024-01-01',
+      author: [{ display: 'A' }],
+      title: 'Summary',
+      identifier: { system: SYS, value: 'comp-1' },
+    };
+    expect((await call('POST', 'Composition', composition)).status).toBe(201);
+    const found = await call<Bundle>('GET', `Composition?identifier=${SYS}|comp-1`);
+    expect(found.resource.entry).toHaveLength(1);
+  });
+
   test('invalid resources are refused with a 400 OperationOutcome', async () => {
     const badDate = await call('POST', 'Patient', { resourceType: 'Patient', birthDate: 'not-a-date' });
     expect(badDate.status).toBe(400);

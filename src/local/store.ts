@@ -1,5 +1,5 @@
 import type { WithId } from '@medplum/core';
-import type { Resource } from '@medplum/fhirtypes';
+import type { Identifier, Resource } from '@medplum/fhirtypes';
 import { AsyncLocalStorage } from 'node:async_hooks';
 
 /** The kind of write that produced a resource version, as the stock server names it for subscriptions. */
@@ -223,7 +223,9 @@ export class ResourceStore {
       }
       ids.add(resource.id);
     };
-    for (const identifier of (resource as { identifier?: { system?: string; value?: string }[] }).identifier ?? []) {
+    // `identifier` is an array on most types and a single Identifier on a few (Composition, Bundle).
+    const identifiers = (resource as { identifier?: Identifier | Identifier[] }).identifier;
+    for (const identifier of Array.isArray(identifiers) ? identifiers : identifiers ? [identifiers] : []) {
       if (identifier.system && identifier.value) {
         add(tokenKey('identifier', identifier.system, identifier.value));
       }
