@@ -5,6 +5,8 @@ import type { DeployReport } from '../deploy/deploy.ts';
 import { deploy, isNoop } from '../deploy/deploy.ts';
 import { findManaged } from '../deploy/managed.ts';
 import { loadDesiredState } from '../deploy/manifest.ts';
+import type { ProjectSecretsReport } from '../deploy/project-secrets.ts';
+import { applyProjectSecrets, loadSecretDeclarations } from '../deploy/project-secrets.ts';
 import type { Target, TargetOptions } from '../deploy/target.ts';
 import { connectTarget } from '../deploy/target.ts';
 
@@ -20,27 +22,40 @@ export interface RunDeployOptions {
   readonly log: (line: string) => void;
 }
 
+/** Result of {@link runDeploy}: the managed resources' report and the project secrets' report. */
+export interface RunDeployReport extends DeployReport {
+  /** Declared project secrets and what was (or would be) done to each; names only. */
+  readonly secrets: ProjectSecretsReport;
+}
+
 /**
- * Builds the bots, loads the desired state and deploys it to a target (or prints the plan).
+ * Builds the bots, loads the desired state and deploys it to a target (or prints the plan): the
+ * managed resources and bots first, then the project secrets declared in `project-secrets.json`,
+ * with their values from the environment.
  * @param target - A connected target, or the options to connect.
- * @param options - Root folder, dry run, output.
+ * @param options - Root folder, dry run, environment, output.
  * @returns The report.
  */
-export async function runDeploy(target: Target | TargetOptions, options: RunDeployOptions): Promise<DeployReport> {
+export async function runDeploy(target: Target | TargetOptions, options: RunDeployOptions): Promise<RunDeployReport> {
   if (!options.skipBuild) {
     await buildBots(options.root);
   }
-  const connected = 'client' in target ? target : await connectTarget(target);
+  const env = options.env ?? process.env;
+  // Both declarations are read before anything is applied, so an invalid file changes nothing.
   const desired = await loadDesiredState(options.root);
+  const declarations = await loadSecretDeclarations(options.root);
+  const connected = 'client' in target ? target : await connectTarget(target);
   options.log(`${options.dryRun ? 'Plan for' : 'Deploying to'} ${connected.baseUrl} (project ${connected.projectId}): ${desired.resources.length} managed resources`);
-  const report = await deploy(connected, desired, { dryRun: options.dryRun, env: options.env, log: options.log });
-  for (const agent of report.reloadedAgents) {
+  const resources = await deploy(connected, desired, { dryRun: options.dryRun, env, log: options.log });
+  for (const agent of resources.reloadedAgents) {
     options.log(`${options.dryRun ? 'would reload' : 'reloaded'} ${agent} configuration`);
   }
-  for (const warning of report.warnings) {
+  for (const warning of resources.warnings) {
     options.log('warning: ' + warning);
   }
-  options.log(isNoop(report) ? 'No changes.' : summarize(report));
+  const secrets = await applyProjectSecrets(connected, declarations, { dryRun: options.dryRun, env, log: options.log });
+  const report: RunDeployReport = { ...resources, secrets };
+  options.log(isNoop(report) && !secrets.changed ? 'No changes.' : summarize(report));
   if (options.writeConfig && !options.dryRun) {
     await writeMedplumConfig(options.root, report.bots);
     options.log('Wrote medplum.config.json (bot ids for this target)');
@@ -48,13 +63,14 @@ export async function runDeploy(target: Target | TargetOptions, options: RunDepl
   return report;
 }
 
-function summarize(report: DeployReport): string {
+function summarize(report: RunDeployReport): string {
   const count = (action: string): number => report.entries.filter((e) => e.action === action).length;
   const deployed = report.entries.filter((e) => e.code?.action === 'deploy').length;
   const verb = report.dryRun ? 'Would' : 'Did';
-  return `${verb} create ${count('create')}, update ${count('update')}, leave ${count('unchanged')} unchanged; ${deployed} bot bundle(s) deployed.`;
+  const secrets = report.secrets.entries.filter((e) => e.action === 'set' || e.action === 'changed').length;
+  const secretsPart = secrets ? `; ${secrets} project secret(s) set or changed` : '';
+  return `${verb} create ${count('create')}, update ${count('update')}, leave ${count('unchanged')} unchanged; ${deployed} bot bundle(s) deployed${secretsPart}.`;
 }
-
 
 /**
  * Finds a managed ClientApplication on the target (to hand its secret to whoever runs it, such as

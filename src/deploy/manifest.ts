@@ -10,7 +10,7 @@ import type { ManagedRef } from './placeholders.ts';
 import { findPlaceholders } from './placeholders.ts';
 
 /** Folders whose JSON files are managed resources (one FHIR resource per file). */
-const MANAGED_FOLDERS = ['access-policies', 'seed', 'agent-config', 'subscriptions'] as const;
+const MANAGED_FOLDERS = ['access-policies', 'clients', 'seed', 'agent-config', 'subscriptions'] as const;
 
 /** A resource the hub manages: its template (with placeholders) and where it came from. */
 export interface ManagedResource {

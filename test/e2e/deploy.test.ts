@@ -1,4 +1,4 @@
-import type { AccessPolicy, Bot, ProjectMembership } from '@medplum/fhirtypes';
+import type { AccessPolicy, Bot, ProjectMembership, ProjectSetting } from '@medplum/fhirtypes';
 import { MedplumClient } from '@medplum/core';
 import { execFile } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
@@ -19,7 +19,8 @@ const run = promisify(execFile);
 /**
  * `npm run deploy` against a Medplum-compatible server (the local runtime, without its own
  * self-deploy): plan, apply, idempotence, updates, bot redeploys by content hash, memberships,
- * environment placeholders, medplum.config.json and the CLI's dry run.
+ * environment placeholders, project secrets from the environment, medplum.config.json and the CLI's
+ * dry run.
  */
 describe('deploy managed resources and bots', () => {
   let runtime: LocalRuntime;
@@ -139,6 +140,63 @@ describe('deploy managed resources and bots', () => {
     expect(lines.join('\n')).not.toContain(secret);
     expect(isNoop(await deployOnce(false, env))).toBe(true);
     await rm(join(root, 'subscriptions', 'partner.json'));
+  });
+
+  test('project secrets: declared names get their values from the environment, never printed', async () => {
+    const projectSecrets = async (): Promise<ProjectSetting[]> =>
+      ((await target.client.get(`admin/projects/${target.projectId}`)) as { project: { secret?: ProjectSetting[] } })
+        .project.secret ?? [];
+    const undeclared = { name: 'PARTNER_TOKEN', valueString: 'undeclared-' + Date.now() };
+    await target.client.post(`admin/projects/${target.projectId}/secrets`, [undeclared]);
+    const apiKey = 'mp-api-key-' + Date.now();
+    const webhookKey = 'mp-webhook-key-' + Date.now();
+    const env = { METRIPORT_API_KEY: apiKey, METRIPORT_WEBHOOK_KEY: webhookKey, METRIPORT_ENV: 'sandbox', METRIPORT_API_URL: '' };
+    lines.length = 0;
+
+    const plan = await deployOnce(true, env);
+    expect(plan.secrets.entries).toEqual([
+      { name: 'METRIPORT_API_KEY', action: 'set' },
+      { name: 'METRIPORT_WEBHOOK_KEY', action: 'set' },
+      { name: 'METRIPORT_ENV', action: 'set' },
+      { name: 'METRIPORT_API_URL', action: 'not-in-environment' },
+    ]);
+    expect(lines).toContain('would set METRIPORT_API_KEY (project secret)');
+    expect(await projectSecrets()).toEqual([undeclared]);
+
+    const applied = await deployOnce(false, env);
+    expect(applied.secrets.changed).toBe(true);
+    expect(applied.secrets.entries.map((e) => e.action)).toEqual(['set', 'set', 'set', 'not-in-environment']);
+    expect(await projectSecrets()).toEqual([
+      undeclared,
+      { name: 'METRIPORT_API_KEY', valueString: apiKey },
+      { name: 'METRIPORT_WEBHOOK_KEY', valueString: webhookKey },
+      { name: 'METRIPORT_ENV', valueString: 'sandbox' },
+    ]);
+    expect(lines).toContain('set METRIPORT_WEBHOOK_KEY (project secret)');
+    expect(lines).toContain('Project secrets: set 3, changed 0, 0 unchanged; not in the environment: METRIPORT_API_URL.');
+
+    const again = await deployOnce(false, env);
+    expect(isNoop(again) && !again.secrets.changed).toBe(true);
+    expect(again.secrets.entries.map((e) => e.action)).toEqual(['unchanged', 'unchanged', 'unchanged', 'not-in-environment']);
+    expect(lines.at(-2)).toBe('No changes.');
+
+    // A changed value is replaced in place; a name missing from the environment keeps its value.
+    const changed = await deployOnce(false, { METRIPORT_API_KEY: apiKey, METRIPORT_ENV: 'production' });
+    expect(changed.secrets.entries.map((e) => e.action)).toEqual(['unchanged', 'not-in-environment', 'changed', 'not-in-environment']);
+    expect(await projectSecrets()).toEqual([
+      undeclared,
+      { name: 'METRIPORT_API_KEY', valueString: apiKey },
+      { name: 'METRIPORT_WEBHOOK_KEY', valueString: webhookKey },
+      { name: 'METRIPORT_ENV', valueString: 'production' },
+    ]);
+    expect(lines).toContain('changed METRIPORT_ENV (project secret)');
+
+    const output = lines.join('\n');
+    for (const value of [apiKey, webhookKey, undeclared.valueString]) {
+      expect(output).not.toContain(value);
+    }
+    // Later tests (the CLI's dry run uses the process environment) see a project without declarations.
+    await rm(join(root, 'project-secrets.json'));
   });
 
   test('the hub command prints the plan with --dry-run', async () => {

@@ -12,7 +12,7 @@ const ROOT = join(import.meta.dirname, '..', '..');
  */
 export async function copyProject(): Promise<{ root: string; remove: () => Promise<void> }> {
   const root = await mkdtemp(join(tmpdir(), 'hub-project-'));
-  for (const entry of ['src', 'bots', 'access-policies', 'agent-config', 'seed', 'subscriptions', 'package.json', '.env.example']) {
+  for (const entry of ['src', 'bots', 'access-policies', 'agent-config', 'seed', 'subscriptions', 'clients', 'project-secrets.json', 'package.json', '.env.example']) {
     await cp(join(ROOT, entry), join(root, entry), { recursive: true });
   }
   return { root, remove: () => rm(root, { recursive: true, force: true }) };
