@@ -15,7 +15,8 @@ const BOTS = readdirSync(join(ROOT, 'bots'), { withFileTypes: true })
 /**
  * A fixture file `bots/<bot>/fixtures/<case>.<expect>.<ext>`: `.hl7` is sent as HL7 v2 and
  * `<expect>` is the MSA-1 the answer must carry; `.json` is sent as FHIR JSON and `<expect>` is
- * `ok`.
+ * `ok`, or `rejected` for input the bot must refuse (the run fails with HTTP 400 and its
+ * AuditEvent records the refusal, not a sandbox error).
  */
 interface Fixture {
   readonly file: string;
@@ -72,11 +73,19 @@ describe('bot bundles run in the stock vmcontext sandbox', () => {
         const deployed = await client.searchOne('Bot', { identifier: `${BOT_NAME_SYSTEM}|${bot}` });
         expect(deployed, `Bot ${bot} is deployed`).toBeDefined();
         const started = new Date().toISOString();
-        const result = await client.executeBot(
+        const run = client.executeBot(
           { system: BOT_NAME_SYSTEM, value: bot },
           fixture.contentType === ContentType.HL7_V2 ? fixture.body : JSON.parse(fixture.body),
           fixture.contentType
         );
+        if (fixture.expected === 'rejected') {
+          await expect(run).rejects.toThrow();
+          const audit = await latestRun(target, deployed as Bot, started);
+          expect(audit?.outcome).toBe('4');
+          expect(audit?.outcomeDesc ?? '').not.toMatch(/is not defined|is not a function|Cannot find module/);
+          return;
+        }
+        const result = await run;
         // executeBot throws when the run fails (HTTP 400). A bot that audits every run leaves
         // an AuditEvent to check; one auditing only runs with output (or errors) may leave none.
         const audit = await latestRun(target, deployed as Bot, started);
