@@ -4,6 +4,7 @@ import { buildBots } from './bots/build.ts';
 import { runBootstrap } from './commands/bootstrap.ts';
 import { findManagedClient, runDeploy } from './commands/deploy.ts';
 import { runHl7Command } from './commands/hl7.ts';
+import { runMetriportCommand } from './commands/metriport.ts';
 import { describeRuntime, startHub } from './commands/start.ts';
 import { initDockerEnv } from './deploy/env-file.ts';
 import { targetFromEnv } from './deploy/target.ts';
@@ -22,6 +23,9 @@ const USAGE = `Usage: hub <command>
                         list open dead letters (ids, sender, type, control id, error; no PHI)
   hl7 replay <MessageHeader id ...> | --all [--no-wait] [--timeout <s>] [--parallel <n>]
                         replay dead letters (one replay Task each) and wait for their outcome
+  metriport webhook-url | tasks [--failed] [--limit N] | redrive <Task id ...>
+                        the Metriport webhook URL to configure; received messages and their
+                        outcome; process recorded messages again
   env:init              create or complete .env for the Docker stack (generated secrets)
 `;
 
@@ -79,6 +83,9 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'hl7': {
       return runHl7Command(targetFromEnv(process.env), args, { log, error: (line) => console.error(line) });
+    }
+    case 'metriport': {
+      return runMetriportCommand(targetFromEnv(process.env), args, { log, error: (line) => console.error(line) });
     }
     case 'env:init': {
       const result = await initDockerEnv(join(root, '.env'));

@@ -27,9 +27,11 @@ const ROOT = join(import.meta.dirname, '..', '..');
  * (`HUB_E2E_AGENT_MLLP_PORT` for northside-adt) and
  * `HUB_E2E_RECEIVER_HOST` an interface the server can reach), otherwise a fresh local runtime on
  * free loopback ports with the hub deployed into it by `npm start`'s own code path.
+ * @param options - Extra environment for the local runtime's deploy (e.g. bot secrets).
+ * @param options.env - Variables added to the process environment.
  * @returns The target.
  */
-export async function startE2eTarget(): Promise<E2eTarget> {
+export async function startE2eTarget(options: { env?: NodeJS.ProcessEnv } = {}): Promise<E2eTarget> {
   const env = process.env;
   if (env.MEDPLUM_BASE_URL && env.MEDPLUM_CLIENT_ID && env.MEDPLUM_CLIENT_SECRET) {
     const client = new MedplumClient({ baseUrl: env.MEDPLUM_BASE_URL, clientId: env.MEDPLUM_CLIENT_ID });
@@ -54,7 +56,7 @@ export async function startE2eTarget(): Promise<E2eTarget> {
     };
   }
 
-  const localEnv: NodeJS.ProcessEnv = { ...env, MEDPLUM_CLIENT_ID: '', MEDPLUM_CLIENT_SECRET: '' };
+  const localEnv: NodeJS.ProcessEnv = { ...env, ...options.env, MEDPLUM_CLIENT_ID: '', MEDPLUM_CLIENT_SECRET: '' };
   const runtime = await startHub({
     root: ROOT,
     env: localEnv,

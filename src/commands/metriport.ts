@@ -1,0 +1,111 @@
+import type { MedplumClient, WithId } from '@medplum/core';
+import type { Bot, ClientApplication, Task } from '@medplum/fhirtypes';
+import { BOT_NAME_SYSTEM } from '../constants.ts';
+import { findManaged } from '../deploy/managed.ts';
+import type { Target, TargetOptions } from '../deploy/target.ts';
+import { connectTarget } from '../deploy/target.ts';
+import { METRIPORT_MESSAGE_ID_SYSTEM, METRIPORT_WEBHOOK_TASK_CODE } from '../metriport/constants.ts';
+
+export const METRIPORT_USAGE = `Usage: hub metriport <command>
+
+  webhook-url              the URL to enter as the webhook in Metriport's dashboard (it holds
+                           the metriport-webhook client's secret: paste it, do not share it)
+  tasks [--failed] [--limit N]
+                           received webhook messages, newest first, with their outcome
+  redrive <Task id ...>    process recorded messages again (sets each Task back to requested)
+`;
+
+/** Options of {@link runMetriportCommand}. */
+export interface MetriportCommandOptions {
+  readonly log: (line: string) => void;
+  readonly error: (line: string) => void;
+}
+
+/**
+ * `hub metriport ...`: the operator's view of the Metriport integration on the target.
+ * @param target - A connected target, the options to connect with, or why there is none.
+ * @param args - Arguments after `metriport`.
+ * @param options - Output.
+ * @returns The exit code (2 for a usage error).
+ */
+export async function runMetriportCommand(target: Target | TargetOptions | string, args: readonly string[], options: MetriportCommandOptions): Promise<number> {
+  const [command, ...rest] = args;
+  if (!['webhook-url', 'tasks', 'redrive'].includes(command ?? '') || (command === 'redrive' && rest.length === 0)) {
+    options.error(METRIPORT_USAGE);
+    return 2;
+  }
+  if (typeof target === 'string') {
+    options.error(target);
+    return 2;
+  }
+  const connected = 'client' in target ? target : await connectTarget(target);
+  if (command === 'webhook-url') {
+    options.log(await metriportWebhookUrl(connected.client, connected.baseUrl));
+    return 0;
+  }
+  if (command === 'tasks') {
+    const limitIndex = rest.indexOf('--limit');
+    const limit = limitIndex >= 0 ? Number.parseInt(rest[limitIndex + 1] ?? '', 10) : 50;
+    if (!Number.isInteger(limit) || limit < 1) {
+      options.error(METRIPORT_USAGE);
+      return 2;
+    }
+    for (const task of await listWebhookTasks(connected.client, { failedOnly: rest.includes('--failed'), limit })) {
+      options.log(describeTask(task));
+    }
+    return 0;
+  }
+  for (const id of rest) {
+    const task = await connected.client.readResource('Task', id);
+    await connected.client.updateResource<Task>({ ...task, status: 'requested', businessStatus: undefined });
+    options.log(`Task/${id}: requested again`);
+  }
+  return 0;
+}
+
+/**
+ * Builds the webhook URL Metriport calls: the receiver bot's `$execute`, with the
+ * `metriport-webhook` client's id and secret as URL credentials (Metriport sends them as HTTP
+ * Basic authentication).
+ * @param medplum - A project-admin client.
+ * @param baseUrl - The server's public base URL.
+ * @returns The URL.
+ */
+export async function metriportWebhookUrl(medplum: MedplumClient, baseUrl: string): Promise<string> {
+  const [client] = (await findManaged(medplum, 'ClientApplication', 'metriport-webhook')) as WithId<ClientApplication>[];
+  const bot = await medplum.searchOne('Bot', { identifier: `${BOT_NAME_SYSTEM}|metriport-webhook` });
+  if (!client?.secret || !bot) {
+    throw new Error('The metriport-webhook client or bot is not deployed on this target: run `npm run deploy`');
+  }
+  const url = new URL(`fhir/R4/Bot/${(bot as WithId<Bot>).id}/$execute`, baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`);
+  url.username = client.id;
+  url.password = client.secret;
+  return url.toString();
+}
+
+/**
+ * @param medplum - A client.
+ * @param options - Only failed Tasks; how many.
+ * @param options.failedOnly - Only Tasks whose processing failed.
+ * @param options.limit - How many, newest first.
+ * @returns Webhook Tasks, newest first.
+ */
+export async function listWebhookTasks(medplum: MedplumClient, options: { failedOnly: boolean; limit: number }): Promise<WithId<Task>[]> {
+  return medplum.searchResources('Task', {
+    code: `${METRIPORT_WEBHOOK_TASK_CODE.system}|${METRIPORT_WEBHOOK_TASK_CODE.code}`,
+    ...(options.failedOnly ? { status: 'failed' } : {}),
+    _sort: '-_lastUpdated',
+    _count: String(options.limit),
+  });
+}
+
+/**
+ * @param task - A webhook Task.
+ * @returns One line: id, status, outcome, message id and what happened (no PHI: ids and counts).
+ */
+export function describeTask(task: Task): string {
+  const messageId = task.identifier?.find((i) => i.system === METRIPORT_MESSAGE_ID_SYSTEM)?.value ?? '-';
+  const type = task.input?.[0]?.valueString ?? '-';
+  const outcome = task.businessStatus?.coding?.[0]?.code ?? '-';
+  return `Task/${task.id}  ${task.authoredOn ?? ''}  ${type}  message ${messageId}  ${task.status}  ${outcome}  ${task.businessStatus?.text ?? ''}`.trimEnd();
+}
