@@ -87,6 +87,17 @@ describe('HubRepository through FhirRouter', () => {
     expect(found.resource.entry).toHaveLength(1);
   });
 
+  test('an OR list of identifiers finds each match once, and the other filters still apply', async () => {
+    for (const [value, gender] of [['or-1', 'female'], ['or-2', 'male'], ['or-3', 'female']]) {
+      await call('POST', 'Patient', { resourceType: 'Patient', gender, identifier: [{ system: SYS, value }, { system: 'urn:other', value }] });
+    }
+    const tokens = ['or-1', 'or-2', 'or-3', 'or-missing'].map((v) => `${SYS}|${v}`).join(',');
+    const all = await call<Bundle<Patient>>('GET', `Patient?identifier=${tokens}`);
+    expect(all.resource.entry?.map((e) => e.resource?.identifier?.[0].value).sort()).toEqual(['or-1', 'or-2', 'or-3']);
+    const women = await call<Bundle<Patient>>('GET', `Patient?identifier=${tokens}&gender=female`);
+    expect(women.resource.entry?.map((e) => e.resource?.identifier?.[0].value).sort()).toEqual(['or-1', 'or-3']);
+  });
+
   test('invalid resources are refused with a 400 OperationOutcome', async () => {
     const badDate = await call('POST', 'Patient', { resourceType: 'Patient', birthDate: 'not-a-date' });
     expect(badDate.status).toBe(400);

@@ -225,9 +225,9 @@ export class HubRepository extends FhirRepository<undefined> {
     let matches: WithId<T>[] = [];
     for (const resourceType of types) {
       const typed = { ...searchRequest, resourceType } as SearchRequest<T>;
-      for (const id of this.candidateIds(resourceType, searchRequest)) {
+      for (const [id, request] of this.candidates(resourceType, typed)) {
         const latest = this.store.latest(resourceType, id);
-        if (latest && !latest.deleted && this.canSee(latest.resource) && matchesSearchRequest(latest.resource, typed)) {
+        if (latest && !latest.deleted && this.canSee(latest.resource) && matchesSearchRequest(latest.resource, request)) {
           matches.push(latest.resource as WithId<T>);
         }
       }
@@ -346,11 +346,16 @@ export class HubRepository extends FhirRepository<undefined> {
   }
 
   /**
-   * Ids worth checking for a search: the token index answers `identifier=system|value[,...]` and
-   * `_tag=system|code[,...]` filters; anything else scans the type.
+   * Ids worth checking for a search, each with the request to check it against: the token index
+   * answers `identifier=system|value[,...]` and `_tag=system|code[,...]` filters; anything else
+   * scans the type. An id the index found for such a filter matches it exactly (same system and
+   * value), which the matcher would accept too, so the filter is left out of that id's check:
+   * evaluating the shared `identifier` SearchParameter, a union over every resource type, costs
+   * far more than the lookup, and an import checks tens of thousands of candidates.
    */
-  private candidateIds(resourceType: string, searchRequest: SearchRequest): string[] {
-    for (const filter of searchRequest.filters ?? []) {
+  private *candidates<T extends Resource>(resourceType: string, searchRequest: SearchRequest<T>): Generator<[string, SearchRequest<T>]> {
+    const filters = searchRequest.filters ?? [];
+    for (const [index, filter] of filters.entries()) {
       if ((filter.code !== 'identifier' && filter.code !== '_tag') || filter.operator !== Operator.EQUALS) {
         continue;
       }
@@ -358,17 +363,24 @@ export class HubRepository extends FhirRepository<undefined> {
         const bar = t.indexOf('|');
         return bar > 0 && bar < t.length - 1 ? [t.slice(0, bar), t.slice(bar + 1)] : undefined;
       });
-      if (tokens.every((t) => t !== undefined)) {
-        const ids = new Set<string>();
-        for (const [system, value] of tokens as [string, string][]) {
-          for (const id of this.store.idsWithToken(resourceType, filter.code, system, value)) {
-            ids.add(id);
-          }
-        }
-        return [...ids];
+      if (!tokens.every((t) => t !== undefined)) {
+        continue;
       }
+      const ids = new Set<string>();
+      for (const [system, value] of tokens as [string, string][]) {
+        for (const id of this.store.idsWithToken(resourceType, filter.code, system, value)) {
+          ids.add(id);
+        }
+      }
+      const rest: SearchRequest<T> = { ...searchRequest, filters: filters.filter((_f, j) => j !== index) };
+      for (const id of ids) {
+        yield [id, rest];
+      }
+      return;
     }
-    return this.store.ids(resourceType);
+    for (const id of this.store.ids(resourceType)) {
+      yield [id, searchRequest];
+    }
   }
 
   private isSystem(): boolean {
