@@ -13,6 +13,7 @@ import { MappingContext } from '../src/mapping/context.ts';
 import { findMessageMapper } from '../src/mapping/messages/registry.ts';
 import { MappingError } from '../src/mapping/plan.ts';
 import { startE2eTarget } from '../test/support/target.ts';
+import { fmt, printTable } from './table.ts';
 
 /**
  * `npm run bench:hl7`: what the HL7 inbound path costs, in one bounded run (about a minute).
@@ -62,6 +63,10 @@ interface Row {
   readonly cells: readonly string[];
 }
 
+function cellsOf(row: Row): string[] {
+  return [row.what, ...row.cells];
+}
+
 async function main(): Promise<void> {
   const cpu = cpus();
   console.log(`# hl7 benchmark, ${new Date().toISOString()}`);
@@ -82,7 +87,7 @@ async function main(): Promise<void> {
       cells: [fmt(parse), fmt(map), `${(parse / map).toFixed(1)}x`],
     });
   }
-  printTable('(a) pure, one core: messages/s', ['messages', 'Hl7Message.parse', 'read + map', 'map cost / parse cost'], pureRows);
+  printTable('(a) pure, one core: messages/s', ['messages', 'Hl7Message.parse', 'read + map', 'map cost / parse cost'], pureRows.map(cellsOf));
 
   // ---- (b) end to end over MLLP
   const target = await startE2eTarget();
@@ -139,7 +144,7 @@ async function main(): Promise<void> {
     printTable(
       `(b) end to end over MLLP, local runtime (in-memory store), ${messageType(template)} from the corpus with a new patient per message`,
       ['bot, connections', 'messages', 'msg/s', 'p50 ms', 'p99 ms', 'msg/s vs trivial', 'p50 vs trivial'],
-      rows
+      rows.map(cellsOf)
     );
     const acks = results.flatMap((r) => Object.entries(r.codes).map(([k, v]) => `${r.label}/${r.connections}: ${k} ${v}`));
     console.log(`ACK codes: ${acks.join('; ')}`);
@@ -306,24 +311,6 @@ async function deployTrivialBot(client: MedplumClient, projectId: string): Promi
 /** @returns MSH-9 of an ER7 message, e.g. `ADT^A04`. */
 function messageType(text: string): string {
   return Hl7Message.parse(text.replace(/\r\n|\n/g, '\r')).getSegment('MSH')?.getField(9)?.toString() ?? 'message';
-}
-
-function fmt(n: number): string {
-  return n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1);
-}
-
-function printTable(title: string, header: readonly string[], rows: readonly Row[]): void {
-  const table = [header, ...rows.map((r) => [r.what, ...r.cells])];
-  const widths = header.map((_, i) => Math.max(...table.map((row) => row[i]?.length ?? 0)));
-  console.log(title);
-  console.log('');
-  table.forEach((row, i) => {
-    console.log('| ' + row.map((cell, j) => (j === 0 ? cell.padEnd(widths[j]) : cell.padStart(widths[j]))).join(' | ') + ' |');
-    if (i === 0) {
-      console.log('|' + widths.map((w, j) => (j === 0 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|');
-    }
-  });
-  console.log('');
 }
 
 try {

@@ -6,25 +6,18 @@ import { validateResource } from '@medplum/core';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { loadFhirDefinitions } from '../../src/fhir/definitions.ts';
-import type { ConsolidatedPatientDemographics, GeneratedType } from './metriport-bundles.ts';
+import type { GeneratedType } from './metriport-bundles.ts';
 import {
   BUNDLE_SIZES,
   DATA_SOURCE_EXTENSION_URL,
   DOC_ID_EXTENSION_URL,
   forEachReference,
   generateConsolidatedBundle,
+  SAMPLE_PATIENT,
   TYPE_SHARE_PERCENT,
 } from './metriport-bundles.ts';
 
-const patient: ConsolidatedPatientDemographics = {
-  id: '0195d964-d166-7226-8912-76934c23c140',
-  firstName: 'Jane',
-  lastName: 'Doe',
-  dob: '1980-05-17',
-  genderAtBirth: 'F',
-  address: [{ addressLine1: '1 Main St', city: 'Chicago', state: 'IL', zip: '60601' }],
-  contact: [{ phone: '3125550100', email: 'jane@example.com' }],
-};
+const patient = SAMPLE_PATIENT;
 
 const typical = generateConsolidatedBundle({ patient, resources: BUNDLE_SIZES.typical, seed: 42 });
 const typical2 = generateConsolidatedBundle({ patient, resources: BUNDLE_SIZES.typical, seed: 42, variant: 2 });

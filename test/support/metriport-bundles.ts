@@ -74,6 +74,17 @@ export interface ConsolidatedPatientDemographics {
   readonly contact?: readonly { readonly phone?: string; readonly email?: string }[];
 }
 
+/** A sample patient for tests and benchmarks (fixed Metriport id). */
+export const SAMPLE_PATIENT: ConsolidatedPatientDemographics = {
+  id: '0195d964-d166-7226-8912-76934c23c140',
+  firstName: 'Jane',
+  lastName: 'Doe',
+  dob: '1980-05-17',
+  genderAtBirth: 'F',
+  address: [{ addressLine1: '1 Main St', city: 'Chicago', state: 'IL', zip: '60601' }],
+  contact: [{ phone: '3125550100', email: 'jane@example.com' }],
+};
+
 /** What to generate. */
 export interface ConsolidatedBundleOptions {
   readonly patient: ConsolidatedPatientDemographics;
