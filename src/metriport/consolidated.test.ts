@@ -1,4 +1,4 @@
-import type { Condition, DocumentReference, Encounter, Observation, Provenance } from '@medplum/fhirtypes';
+import type { Condition, DocumentReference, Encounter, Observation, PractitionerRole, Provenance } from '@medplum/fhirtypes';
 import { describe, expect, test } from 'vitest';
 import { entryToken, PATIENT_TOKEN, prepareConsolidatedImport, resolveTokens } from './consolidated.ts';
 import { COND, ENC, MP, quirkyBundle } from '../../test/support/metriport-quirky-bundle.ts';
@@ -82,5 +82,27 @@ describe('prepareConsolidatedImport', () => {
     expect(resolved.subject?.reference).toBe('Patient/p1');
     expect(resolved.diagnosis?.[0].condition.reference).toBe('Condition/c1');
     expect(resolved.participant?.[0].individual).toEqual({ type: 'Practitioner', identifier: { system: 's', value: 'v' } });
+  });
+
+  test('references inside contained resources are resolved; references to another Patient stay logical', () => {
+    const bundle = quirkyBundle();
+    const document = bundle.entry?.find((e) => e.resource?.resourceType === 'DocumentReference')?.resource as DocumentReference;
+    document.contained = [
+      ...(document.contained ?? []),
+      { resourceType: 'PractitionerRole', id: 'role', practitioner: { reference: 'Practitioner/prac-1' } },
+    ];
+    document.context = { related: [{ reference: 'Patient/someone-else' }] };
+    bundle.entry?.push({ fullUrl: 'urn:id:someone-else', resource: { resourceType: 'Patient', id: 'someone-else' } });
+    const result = prepareConsolidatedImport(bundle, MP);
+    const practitioner = result.items.find((i) => i.resourceType === 'Practitioner') as (typeof result.items)[number];
+    const prepared = result.items.find((i) => i.resourceType === 'DocumentReference')?.resource as DocumentReference;
+    const role = prepared.contained?.find((c) => c.resourceType === 'PractitionerRole') as PractitionerRole;
+    expect(role.practitioner?.reference).toBe(entryToken(practitioner.index));
+    expect(prepared.author?.[0].reference).toBe('#org');
+    expect(prepared.context?.related?.[0]).toEqual({
+      type: 'Patient',
+      identifier: { system: 'https://metriport.com/fhir/identifiers/patient-id', value: 'someone-else' },
+    });
+    expect(prepared.subject?.reference).toBe(PATIENT_TOKEN);
   });
 });

@@ -1,4 +1,5 @@
 import type { Bundle, Coding, Identifier, Reference, Resource, ResourceType } from '@medplum/fhirtypes';
+import { withoutLargeInlineData } from './attachments.ts';
 import { METRIPORT_RESOURCE_TAG_SYSTEM, METRIPORT_SOURCE_TAG, metriportResourceSystem } from './constants.ts';
 
 /**
@@ -118,7 +119,9 @@ export type ResourceCheck = (resource: Resource) => string[];
  */
 export function prepareConsolidatedImport(bundle: Bundle, metriportPatientId: string, check?: ResourceCheck): PreparedImport {
   const skipped: SkippedEntry[] = [];
-  const patientKeys = new Set<string>([`patient/${metriportPatientId.toLowerCase()}`]);
+  // References to the record's Patient, in any form, point at the Medplum Patient. Other
+  // Patients (none expected) are not this record: references to them stay logical.
+  const patientKeys = new Set<string>(indexKeys({ resourceType: 'Patient', id: metriportPatientId }, undefined));
   const candidates: { resource: Resource; sourceId: string; fullUrl?: string }[] = [];
   const seen = new Set<string>();
 
@@ -130,10 +133,9 @@ export function prepareConsolidatedImport(bundle: Bundle, metriportPatientId: st
       continue;
     }
     if (resource.resourceType === 'Patient') {
-      for (const key of indexKeys(resource, entry.fullUrl)) {
-        patientKeys.add(key);
-      }
-      if (resource.id?.toLowerCase() !== metriportPatientId.toLowerCase()) {
+      if (resource.id?.toLowerCase() === metriportPatientId.toLowerCase()) {
+        indexKeys(resource, entry.fullUrl).forEach((key) => patientKeys.add(key));
+      } else {
         skipped.push({ reference: label, reason: 'a Patient other than the record of this query' });
       }
       continue;
@@ -160,7 +162,7 @@ export function prepareConsolidatedImport(bundle: Bundle, metriportPatientId: st
   const accepted: typeof candidates = [];
   for (const candidate of candidates) {
     const normalized = normalizeInstants(withoutServerFields(candidate.resource));
-    const problems = check ? check(normalized) : [];
+    const problems = check ? check(withoutLargeInlineData(normalized)) : [];
     if (problems.length) {
       skipped.push({ reference: `${candidate.resource.resourceType}/${candidate.sourceId}`, reason: `invalid: ${problems.join('; ')}` });
     } else {
@@ -354,23 +356,24 @@ function normalizeInstants(resource: Resource): Resource {
 }
 
 /**
- * Copies a resource, passing every Reference (an object with a string `reference`) through `map`.
- * Contained resources are left alone: their references are relative to the container.
+ * Copies a resource, passing every Reference (an object with a string `reference`) through `map`,
+ * including those inside contained resources (they point at bundle entries like any other);
+ * `#id` references to contained resources are left as they are.
  */
 function rewriteReferences<T extends Resource>(resource: T, map: (reference: Reference) => Reference): T {
-  const visit = (value: unknown, key: string | undefined): unknown => {
+  const visit = (value: unknown): unknown => {
     if (Array.isArray(value)) {
-      return value.map((v) => visit(v, undefined));
+      return value.map(visit);
     }
-    if (!value || typeof value !== 'object' || key === 'contained') {
+    if (!value || typeof value !== 'object') {
       return value;
     }
     const object = value as Record<string, unknown>;
     const copy: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(object)) {
-      copy[k] = visit(v, k);
+      copy[k] = visit(v);
     }
     return typeof copy.reference === 'string' && !copy.reference.startsWith('#') ? map(copy as Reference) : copy;
   };
-  return visit(resource, undefined) as T;
+  return visit(resource) as T;
 }
