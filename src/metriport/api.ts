@@ -232,5 +232,7 @@ function toApiError(method: string, path: string, status: number, text: string):
   } catch {
     detail = text.slice(0, 300) || undefined;
   }
-  return new MetriportApiError(status, `Metriport ${method} ${path} answered ${status}${title ? ` ${title}` : ''}${detail ? `: ${detail}` : ''}`, detail);
+  // Metriport's validation details can quote the values sent (PHI): quoted text is hidden.
+  const safeDetail = detail?.replace(/'[^']*'|"[^"]*"/g, "'…'");
+  return new MetriportApiError(status, `Metriport ${method} ${path} answered ${status}${title ? ` ${title}` : ''}${safeDetail ? `: ${safeDetail}` : ''}`, safeDetail);
 }

@@ -51,7 +51,7 @@ export async function downloadBundle(location: BundleLocation): Promise<Download
     try {
       response = await fetch(url, { ...timeoutOption(DOWNLOAD_TIMEOUT_MS) });
     } catch (err) {
-      reasons.push(`download failed: ${(err as Error).message}`);
+      reasons.push(`download failed: ${withoutQueryStrings((err as Error).message)}`);
       continue;
     }
     if (response.status === 403) {
@@ -82,4 +82,14 @@ export async function downloadBundle(location: BundleLocation): Promise<Download
     }
   }
   return { ok: false, expired, reason: reasons.join('; ') || 'the message holds no download URL' };
+}
+
+/**
+ * Error texts of fetch name the URL; a presigned URL's query string is a credential to the whole
+ * record for minutes, so it never reaches a Task or a log.
+ * @param text - An error text.
+ * @returns The text with every query string cut.
+ */
+export function withoutQueryStrings(text: string): string {
+  return text.replace(/(https?:\/\/[^\s?'"]+)\?[^\s'"]*/g, '$1?…');
 }

@@ -2,13 +2,13 @@ import type { MedplumClient, WithId } from '@medplum/core';
 import type { Organization, Patient, ProjectSetting } from '@medplum/fhirtypes';
 import type { MetriportApiConfig, MetriportPatient } from './api.ts';
 import { MetriportClient, metriportSettings } from './api.ts';
-import { METRIPORT_FACILITY_SYSTEM, MetriportSecret } from './constants.ts';
+import { METRIPORT_FACILITY_SYSTEM, METRIPORT_PATIENT_SYSTEM, MetriportSecret } from './constants.ts';
 import { toDemographics } from './demographics.ts';
 import { linkMetriportId, metriportIdOf } from './patient-link.ts';
 
 /** What the outbound run did. */
 export interface OutboundResult {
-  readonly action: 'linked' | 'updated' | 'not-configured' | 'invalid' | 'skipped';
+  readonly action: 'linked' | 'updated' | 'not-configured' | 'invalid' | 'conflict' | 'skipped';
   readonly message: string;
   readonly metriportId?: string;
   readonly requestId?: string;
@@ -31,7 +31,8 @@ export interface OutboundOptions {
  *    sending a request that would fail;
  * 3. a linked Patient (it carries the Metriport patient id) has its demographics updated; an
  *    unlinked one is found (by externalId = the Medplum id, then by demographics) or created,
- *    and the Metriport id is stored on the Patient, appended to its identifiers;
+ *    and the Metriport id is stored on the Patient, appended to its identifiers, unless the
+ *    Metriport patient found is another Medplum Patient's (a `conflict`, logged, not linked);
  * 4. starts a consolidated-data query (`meta.data.medplumPatientId` = the Medplum id); its
  *    result comes back by webhook.
  * Rate limits (429) are waited out with backoff by the client.
@@ -64,6 +65,7 @@ export async function sendPatientToMetriport(medplum: MedplumClient, input: Pati
     return done({ action: 'invalid', message: `not sent to Metriport, Metriport would refuse it: ${demographics.problems.join('; ')}` });
   }
 
+  log(`Patient/${patient.id}: Metriport at ${settings.baseUrl}`);
   const client = new MetriportClient({ apiKey: settings.values[MetriportSecret.apiKey], baseUrl: settings.baseUrl, ...options.api });
   const linkedId = metriportIdOf(patient);
   let metriportPatient: MetriportPatient;
@@ -76,6 +78,10 @@ export async function sendPatientToMetriport(medplum: MedplumClient, input: Pati
       (await client.getPatientByExternalId(patient.id)) ??
       (await client.matchPatient(demographics.demographics)) ??
       (await client.createPatient(demographics.demographics, patient.id, facility.id));
+    const conflict = await linkConflict(medplum, patient.id, metriportPatient);
+    if (conflict) {
+      return done({ action: 'conflict', message: `not linked: ${conflict}; a person must decide whether these are the same patient`, metriportId: metriportPatient.id });
+    }
     await linkMetriportId(medplum, patient, metriportPatient.id);
     action = 'linked';
   }
@@ -104,4 +110,18 @@ async function facilityOf(medplum: MedplumClient, patient: WithId<Patient>): Pro
   }
   const id = organization.identifier?.find((i) => i.system === METRIPORT_FACILITY_SYSTEM && i.value)?.value;
   return id ? { id } : { missing: `${reference} has no identifier with system ${METRIPORT_FACILITY_SYSTEM} (the Metriport facility id)` };
+}
+
+/**
+ * A Metriport patient found by demographics may be another Medplum Patient's (created with its
+ * id as externalId, or already linked to it): linking both would merge two records' data.
+ * @returns Why the link would be wrong, or undefined.
+ */
+async function linkConflict(medplum: MedplumClient, patientId: string, found: MetriportPatient): Promise<string | undefined> {
+  if (found.externalId && found.externalId !== patientId) {
+    return `Metriport patient ${found.id} belongs to Patient/${found.externalId} (its externalId)`;
+  }
+  const linked = await medplum.searchResources('Patient', { identifier: `${METRIPORT_PATIENT_SYSTEM}|${found.id}`, _count: '2' });
+  const other = linked.find((p) => p.id !== patientId);
+  return other ? `Metriport patient ${found.id} is already linked to Patient/${other.id}` : undefined;
 }
