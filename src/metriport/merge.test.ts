@@ -1,6 +1,7 @@
 import type { WithId } from '@medplum/core';
-import { validateResource } from '@medplum/core';
-import type { Bundle, Condition, Encounter, Observation, Patient, Practitioner, Resource } from '@medplum/fhirtypes';
+import { badRequest, MedplumClient, OperationOutcomeError, tooManyRequests, validateResource } from '@medplum/core';
+import type { Bundle, Condition, DocumentReference, Encounter, Observation, Patient, Practitioner, Resource } from '@medplum/fhirtypes';
+import { Buffer } from 'node:buffer';
 import { describe, expect, test } from 'vitest';
 import { useLocalAdmin } from '../../test/support/local-admin.ts';
 import { COND, ENC, MP, quirkyBundle } from '../../test/support/metriport-quirky-bundle.ts';
@@ -8,7 +9,7 @@ import { loadFhirDefinitions } from '../fhir/definitions.ts';
 import type { ImportItem } from './consolidated.ts';
 import { prepareConsolidatedImport } from './consolidated.ts';
 import { metriportResourceSystem } from './constants.ts';
-import { mergeImported, mergePreparedImport, orderedGroups } from './merge.ts';
+import { classifyFailure, mergeImported, mergePreparedImport, orderedGroups } from './merge.ts';
 import { resourceValidator } from './process-task.ts';
 
 const admin = useLocalAdmin();
@@ -111,6 +112,90 @@ describe('mergePreparedImport', () => {
     expect(result.failed).toHaveLength(1);
     expect(result.failed[0].reference).toBe('Observation/refuse-c');
     expect(result.failed[0].reason).toMatch(/refused by the server/);
+  });
+
+  test('a 429 waits and resumes; an answer lost after the commit is looked up, not written twice', async () => {
+    const patient = await createPatient();
+    const client = new MedplumClient({ baseUrl: admin.runtime.baseUrl });
+    await client.startClientLogin(admin.runtime.adminCredentials.clientId, admin.runtime.adminCredentials.clientSecret);
+    const send = client.executeBatch.bind(client);
+    let transactions = 0;
+    client.executeBatch = async (bundle: Bundle) => {
+      if (bundle.type === 'transaction' && ++transactions <= 2) {
+        if (transactions === 1) {
+          throw new OperationOutcomeError(tooManyRequests);
+        }
+        await send(bundle);
+        throw new TypeError('fetch failed: socket hang up');
+      }
+      return send(bundle);
+    };
+    const waits: number[] = [];
+    const bundle = JSON.parse(JSON.stringify(quirkyBundle()).replaceAll('prac-1', 'prac-flaky')) as Bundle;
+    const prepared = prepareConsolidatedImport(bundle, MP, check);
+    // A fresh Practitioner key, the rest already stored by the first test: the chunk holds one create.
+    const result = await mergePreparedImport(client, prepared, { patient: `Patient/${patient.id}`, sleep: async (ms) => waits.push(ms) });
+    expect(waits).toEqual([2000]);
+    expect(result.failed).toEqual([]);
+    expect(await byKey<Practitioner>('Practitioner', 'prac-flaky')).toHaveLength(1);
+  });
+
+  test('a 4xx refusal is isolated; failures that persist are reported, never retried forever', async () => {
+    expect(classifyFailure(new OperationOutcomeError(tooManyRequests))).toBe('throttled');
+    expect(classifyFailure(new OperationOutcomeError(badRequest('bad')))).toBe('refused');
+    expect(classifyFailure(new TypeError('fetch failed'))).toBe('transient');
+    expect(classifyFailure({ outcome: { resourceType: 'OperationOutcome', id: 'precondition-failed', issue: [] } })).toBe('conflict');
+    const patient = await createPatient();
+    const client = new MedplumClient({ baseUrl: admin.runtime.baseUrl });
+    await client.startClientLogin(admin.runtime.adminCredentials.clientId, admin.runtime.adminCredentials.clientSecret);
+    const send = client.executeBatch.bind(client);
+    client.executeBatch = async (bundle: Bundle) => {
+      if (bundle.type === 'transaction') {
+        throw new TypeError('fetch failed');
+      }
+      return send(bundle);
+    };
+    const bundle: Bundle = {
+      resourceType: 'Bundle',
+      type: 'searchset',
+      entry: [{ resource: { resourceType: 'Observation', id: 'never-written', status: 'final', code: { text: 'x' } } as Observation }],
+    };
+    const result = await mergePreparedImport(client, prepareConsolidatedImport(bundle, MP, check), { patient: `Patient/${patient.id}`, sleep: async () => undefined });
+    expect(result.failed).toEqual([{ reference: 'Observation/never-written', reason: 'not written after retries: fetch failed' }]);
+    expect(result.transactions).toBe(5);
+  });
+
+  test('a document too large to travel inline is stored as a Binary, once', async () => {
+    const patient = await createPatient();
+    const text = 'Discharge summary. '.repeat(60_000);
+    const bundle: Bundle = {
+      resourceType: 'Bundle',
+      type: 'searchset',
+      entry: [
+        {
+          resource: {
+            resourceType: 'DocumentReference',
+            id: 'big-doc',
+            status: 'current',
+            subject: { reference: `Patient/${MP}` },
+            content: [{ attachment: { contentType: 'text/plain', title: 'summary', data: Buffer.from(text).toString('base64') } }],
+          } as DocumentReference,
+        },
+      ],
+    };
+    const first = await mergePreparedImport(admin.medplum, prepareConsolidatedImport(bundle, MP, check), { patient: `Patient/${patient.id}` });
+    expect(first).toMatchObject({ created: 1, failed: [] });
+    const [stored] = await byKey<DocumentReference>('DocumentReference', 'big-doc');
+    const attachment = stored.content[0].attachment;
+    expect(attachment.data).toBeUndefined();
+    expect(attachment).toMatchObject({ contentType: 'text/plain', title: 'summary', size: Buffer.byteLength(text) });
+    // Read back, the server presents `Binary/<id>` as a presigned storage URL, as the stock server does.
+    const binaryId = /\/storage\/([^/?]+)\//.exec(attachment.url as string)?.[1] as string;
+    expect(binaryId).toBeDefined();
+    const content = await admin.medplum.download(admin.medplum.fhirUrl('Binary', binaryId));
+    expect(await content.text()).toBe(text);
+    const again = await mergePreparedImport(admin.medplum, prepareConsolidatedImport(bundle, MP, check), { patient: `Patient/${patient.id}` });
+    expect(again).toMatchObject({ created: 0, updated: 0, unchanged: 1 });
   });
 
   test('a key found on two stored resources is reported, not guessed', async () => {

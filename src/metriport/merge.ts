@@ -1,9 +1,12 @@
 import type { MedplumClient, WithId } from '@medplum/core';
-import { deepEquals, normalizeErrorString } from '@medplum/core';
-import type { Bundle, BundleEntry, Coding, Identifier, Meta, Reference, Resource } from '@medplum/fhirtypes';
+import { deepEquals, getStatus, normalizeErrorString } from '@medplum/core';
+import type { Bundle, BundleEntry, Coding, Identifier, Meta, OperationOutcome, Reference, Resource } from '@medplum/fhirtypes';
 import { Buffer } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
+// Imported explicitly: the stock bot sandbox has no global setTimeout.
+import { setTimeout as sleepMs } from 'node:timers/promises';
 import { mergeIdentifiers } from '../fhir/identifiers.ts';
+import { externalizeLargeAttachments, INLINE_DATA_LIMIT } from './attachments.ts';
 import { isVersionConflict, MAX_UPDATES_PER_TRANSACTION } from '../fhir/writer.ts';
 import type { ImportItem, ImportKey, PreparedImport, SkippedEntry } from './consolidated.ts';
 import { hasImportKey, logicalItemReference, resolveTokens } from './consolidated.ts';
@@ -18,9 +21,10 @@ export interface MergeOptions {
   readonly maxBytes?: number;
   /** Identifier values per search when looking up stored resources (default 100). */
   readonly valuesPerSearch?: number;
-  /** Attempts of a transaction that meets a version conflict (default 3). */
-  readonly conflictAttempts?: number;
-  readonly log?: (line: string) => void;
+  /** Attempts of a transaction that meets a version conflict, a 429 or a transient failure (default 5). */
+  readonly retryAttempts?: number;
+  /** Waits before retrying after a 429; tests replace it. */
+  readonly sleep?: (ms: number) => Promise<unknown>;
 }
 
 /** What a merge did. */
@@ -44,9 +48,10 @@ const SEARCHES_PER_BATCH = 40;
  * 3. chunks that fit the server's limits (entries, body size, 50 updates) are sent as
  *    transactions of plain creates (`urn:uuid` placeholders) and `If-Match` updates;
  *    a stored resource is updated only when the merge changes it, keeping identifiers and
- *    elements other feeds wrote;
- * 4. a chunk the server refuses is split until the refused items are isolated and recorded;
- *    a version conflict re-reads and retries.
+ *    elements other feeds wrote; large inline attachments are stored as Binaries first;
+ * 4. a chunk the server refuses (4xx) is split until the refused items are isolated and
+ *    recorded; a version conflict, a 5xx or a lost connection re-reads the chunk's items and
+ *    retries; a 429 (the FHIR quota) waits first.
  * Running it again with the same bundle writes nothing.
  * @param medplum - The client (the bot's identity).
  * @param prepared - The prepared import.
@@ -65,21 +70,25 @@ class Merger {
   /** Stored resource of each item, once known. */
   private readonly stored = new Map<number, WithId<Resource>>();
   private readonly failed = new Map<number, string>();
+  /** JSON size of each item's prepared resource. */
+  private readonly bytes = new Map<number, number>();
   private created = 0;
   private updated = 0;
   private unchanged = 0;
   private transactions = 0;
+  private readonly sleep: (ms: number) => Promise<unknown>;
 
   constructor(medplum: MedplumClient, items: readonly ImportItem[], options: MergeOptions) {
     this.medplum = medplum;
     this.items = items;
     this.options = options;
+    this.sleep = options.sleep ?? sleepMs;
   }
 
   async run(): Promise<MergeResult> {
     await this.resolve(this.items);
     for (const chunk of this.chunks(orderedGroups(this.items, (i) => this.stored.has(i)))) {
-      await this.commit(chunk, this.options.conflictAttempts ?? 3);
+      await this.commit(chunk, this.options.retryAttempts ?? 5);
     }
     const failed = [...this.failed].map(([index, reason]) => ({ reference: label(this.items[index]), reason }));
     return { created: this.created, updated: this.updated, unchanged: this.unchanged, failed, transactions: this.transactions };
@@ -152,7 +161,7 @@ class Merger {
       if (live.length === 0) {
         continue;
       }
-      const groupBytes = live.reduce((sum, i) => sum + Buffer.byteLength(JSON.stringify(this.items[i].resource)) + 200, 0);
+      const groupBytes = live.reduce((sum, i) => sum + Math.min(this.sizeOf(i), INLINE_DATA_LIMIT) + 200, 0);
       const groupUpdates = live.filter((i) => this.stored.has(i)).length;
       if (chunk.length && (entries + live.length > maxEntries || bytes + groupBytes > maxBytes || updates + groupUpdates > MAX_UPDATES_PER_TRANSACTION)) {
         yield chunk;
@@ -173,7 +182,7 @@ class Merger {
    * Commits one chunk. A refused chunk of several groups is split in two halves, in order (the
    * second half may reference what the first creates); a refused single group fails its items.
    */
-  private async commit(chunk: number[][], conflictAttempts: number): Promise<void> {
+  private async commit(chunk: number[][], attempts: number): Promise<void> {
     const members = chunk.flat().filter((i) => !this.failed.has(i));
     const placeholders = new Map<number, string>();
     for (const index of members) {
@@ -185,8 +194,9 @@ class Merger {
     const unchanged: number[] = [];
     for (const index of members) {
       const item = this.items[index];
-      const resource = resolveTokens(item.resource, (target) => this.referenceTo(target, placeholders));
       const stored = this.stored.get(index);
+      const resolved = resolveTokens(item.resource, (target) => this.referenceTo(target, placeholders));
+      const resource = (this.bytes.get(index) ?? 0) > INLINE_DATA_LIMIT ? await externalizeLargeAttachments(this.medplum, resolved, stored) : resolved;
       if (!stored) {
         entries.push({
           index,
@@ -218,15 +228,22 @@ class Merger {
       response = await this.medplum.executeBatch({ resourceType: 'Bundle', type: 'transaction', entry: entries.map((e) => e.entry) });
     } catch (err) {
       this.unchanged -= unchanged.length;
-      if (isVersionConflict(err) && conflictAttempts > 1) {
+      const failure = classifyFailure(err);
+      if (failure !== 'refused' && attempts > 1) {
+        if (failure === 'throttled') {
+          // The caller's FHIR quota is spent for this minute (medplum-facts 12): wait, then resume.
+          await this.sleep(Math.min(2000 * 2 ** ((this.options.retryAttempts ?? 5) - attempts), 30_000));
+        }
+        // After a conflict, or a failure that may have happened after the commit (a lost
+        // answer), what is stored decides what is still to write: look the chunk up again.
         await this.resolve(members.map((i) => this.items[i]));
-        await this.commit(chunk, conflictAttempts - 1);
-      } else if (chunk.length > 1) {
+        await this.commit(chunk, attempts - 1);
+      } else if (failure === 'refused' && chunk.length > 1) {
         const half = Math.ceil(chunk.length / 2);
-        await this.commit(chunk.slice(0, half), conflictAttempts);
-        await this.commit(chunk.slice(half), conflictAttempts);
+        await this.commit(chunk.slice(0, half), attempts);
+        await this.commit(chunk.slice(half), attempts);
       } else {
-        const reason = `refused by the server: ${normalizeErrorString(err)}`;
+        const reason = `${failure === 'refused' ? 'refused by the server' : 'not written after retries'}: ${normalizeErrorString(err)}`;
         members.forEach((i) => this.failed.set(i, reason));
       }
       return;
@@ -253,6 +270,16 @@ class Merger {
         this.updated++;
       }
     });
+  }
+
+  /** @returns The JSON size of an item's prepared resource (large attachments are moved out before writing). */
+  private sizeOf(index: number): number {
+    let size = this.bytes.get(index);
+    if (size === undefined) {
+      size = Buffer.byteLength(JSON.stringify(this.items[index].resource));
+      this.bytes.set(index, size);
+    }
+    return size;
   }
 
   private referenceTo(target: number | 'patient', placeholders: ReadonlyMap<number, string>): string | Reference {
@@ -362,6 +389,28 @@ export function orderedGroups(items: readonly ImportItem[], exists: (index: numb
     }
   }
   return groups;
+}
+
+/**
+ * @param err - What a transaction threw.
+ * @returns How to handle it: `refused` (4xx: the content, split to isolate it), `conflict`
+ * (another writer), `throttled` (429), `transient` (5xx, or no answer at all).
+ */
+export function classifyFailure(err: unknown): 'refused' | 'conflict' | 'throttled' | 'transient' {
+  if (isVersionConflict(err)) {
+    return 'conflict';
+  }
+  // Duck-typed: in a bot, the client's errors come from the server's own `@medplum/core`, not the
+  // copy the bundle requires, so `instanceof OperationOutcomeError` would be false.
+  const outcome = (err as { outcome?: OperationOutcome } | undefined)?.outcome;
+  if (outcome?.resourceType !== 'OperationOutcome') {
+    return 'transient';
+  }
+  const status = getStatus(outcome);
+  if (status === 429) {
+    return 'throttled';
+  }
+  return status >= 500 ? 'transient' : 'refused';
 }
 
 function keyValue(key: ImportKey): string {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { BOT_NAME_SYSTEM } from '../constants.ts';
 import { IMPORTED_TYPES } from './consolidated.ts';
+import { MERGE_LOCK_CODE } from './merge-lock.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const policy = (name: string): AccessPolicy => JSON.parse(readFileSync(join(ROOT, 'access-policies', `${name}.json`), 'utf8')) as AccessPolicy;
@@ -26,7 +27,7 @@ describe('Metriport access policies (least privilege per caller)', () => {
     expect(allowed(policy('bot-metriport-patient'))).toEqual(['Organization:read', 'Organization:search', 'Patient:read', 'Patient:search', 'Patient:update']);
   });
 
-  test('the processing bot can write every imported type, cannot delete, and touches only webhook Tasks', () => {
+  test('the processing bot can write every imported type, deletes only its locks, and touches only webhook Tasks', () => {
     const processing = policy('bot-metriport-consolidated');
     const rules = allowed(processing);
     for (const type of IMPORTED_TYPES) {
@@ -34,7 +35,9 @@ describe('Metriport access policies (least privilege per caller)', () => {
         expect(rules).toContain(`${type}:${interaction}`);
       }
     }
-    expect(rules.filter((r) => r.endsWith(':delete'))).toEqual([]);
+    // It deletes nothing but its own per-patient merge locks.
+    expect(rules.filter((r) => r.endsWith(':delete'))).toEqual(['Basic:delete']);
+    expect(processing.resource?.find((r) => r.resourceType === 'Basic')?.criteria).toBe(`Basic?code=${MERGE_LOCK_CODE.system}|${MERGE_LOCK_CODE.code}`);
     expect(rules.filter((r) => r.startsWith('Patient:'))).toEqual(['Patient:read', 'Patient:search', 'Patient:update']);
     const task = processing.resource?.find((r) => r.resourceType === 'Task');
     expect(task?.criteria).toMatch(/\|metriport-webhook$/);

@@ -5,7 +5,8 @@ import { MetriportClient, metriportSettings } from './api.ts';
 import { prepareConsolidatedImport } from './consolidated.ts';
 import type { ResourceCheck } from './consolidated.ts';
 import { METRIPORT_PATIENT_SYSTEM, METRIPORT_REQUEST_ID_SYSTEM, METRIPORT_WEBHOOK_TASK_CODE, MetriportSecret } from './constants.ts';
-import { bundleLocation, downloadBundle } from './download.ts';
+import { bundleLocation, downloadBundle, withoutQueryStrings } from './download.ts';
+import { acquireMergeLock, isMergeLocked, releaseMergeLock } from './merge-lock.ts';
 import { mergePreparedImport } from './merge.ts';
 import type { MergeResult } from './merge.ts';
 import { linkMetriportId, metriportIdOf } from './patient-link.ts';
@@ -93,33 +94,55 @@ export async function processWebhookTask(medplum: MedplumClient, task: WithId<Ta
     if (!patient) {
       return await finish('failed', TaskOutcome.patientNotFound, `no Medplum Patient has the Metriport patient id ${payload.patientId} or the externalId ${payload.externalId ?? '(none)'}`);
     }
-    if (await mergedBefore(medplum, task, meta.requestId)) {
-      return await finish('completed', TaskOutcome.duplicate, `query ${meta.requestId} was already merged from another message`, subject);
-    }
     const location = bundleLocation(payload.bundle);
     if (!location) {
       return await finish('completed', TaskOutcome.noData, 'Metriport found no data for the patient', subject);
     }
-    const download = await downloadBundle(location);
-    if (!download.ok) {
-      if (!download.expired) {
-        return await finish('failed', TaskOutcome.error, download.reason, subject);
+    const lock = await acquireMergeLock(medplum, patient.id, task.id);
+    if (!lock) {
+      const parked = await finish('on-hold', TaskOutcome.waiting, 'another message for this patient is being merged; this one runs when it is done', subject);
+      // The holder may have released the lock between our attempt and our parking, and then
+      // found nothing to resume: if the lock is gone, resume ourselves.
+      if (!(await isMergeLocked(medplum, patient.id))) {
+        await resumeParked(medplum, patient.id);
       }
-      const requery = await requeryAfterExpiry(medplum, patient, payload.patientId, options);
-      return await finish('failed', TaskOutcome.urlExpired, `${download.reason}; ${requery}`, subject);
+      return parked;
     }
-    await linkMetriportId(medplum, patient, payload.patientId);
-    const prepared = prepareConsolidatedImport(download.bundle, payload.patientId, options.check);
-    const merge = await mergePreparedImport(medplum, prepared, { patient: `Patient/${patient.id}`, log });
-    const failures = [...prepared.skipped, ...merge.failed];
-    const output = mergeOutput(merge, prepared.skipped.length, prepared.danglingReferences, failures);
-    const summary = `${merge.created} created, ${merge.updated} updated, ${merge.unchanged} unchanged, ${prepared.skipped.length} skipped, ${merge.failed.length} refused (${download.bytes} bytes downloaded, ${merge.transactions} transactions)`;
-    const result = merge.failed.length
-      ? await finish('failed', TaskOutcome.partiallyMerged, summary, { ...subject, output })
-      : await finish('completed', TaskOutcome.merged, summary, { ...subject, output });
-    return { ...result, merge };
+    try {
+      if (await mergedBefore(medplum, task, meta.requestId)) {
+        return await finish('completed', TaskOutcome.duplicate, `query ${meta.requestId} was already merged from another message`, subject);
+      }
+      const download = await downloadBundle(location);
+      if (!download.ok) {
+        if (!download.expired) {
+          return await finish('failed', TaskOutcome.error, download.reason, subject);
+        }
+        const requery = await requeryAfterExpiry(medplum, patient, payload.patientId, options);
+        return await finish('failed', TaskOutcome.urlExpired, `${download.reason}; ${requery}`, subject);
+      }
+      await linkMetriportId(medplum, patient, payload.patientId);
+      const prepared = prepareConsolidatedImport(download.bundle, payload.patientId, options.check);
+      const merge = await mergePreparedImport(medplum, prepared, { patient: `Patient/${patient.id}` });
+      const failures = [...prepared.skipped, ...merge.failed];
+      const output = mergeOutput(merge, prepared.skipped.length, prepared.danglingReferences, failures);
+      const summary = `${merge.created} created, ${merge.updated} updated, ${merge.unchanged} unchanged, ${prepared.skipped.length} skipped, ${merge.failed.length} refused (${download.bytes} bytes downloaded, ${merge.transactions} transactions)`;
+      const result = merge.failed.length
+        ? await finish('failed', TaskOutcome.partiallyMerged, summary, { ...subject, output })
+        : await finish('completed', TaskOutcome.merged, summary, { ...subject, output });
+      return { ...result, merge };
+    } finally {
+      await releaseMergeLock(medplum, lock);
+      await resumeParked(medplum, patient.id);
+    }
   } catch (err) {
-    return finish('failed', TaskOutcome.error, normalizeErrorString(err));
+    const reason = withoutQueryStrings(normalizeErrorString(err));
+    try {
+      return await finish('failed', TaskOutcome.error, reason);
+    } catch (finishErr) {
+      // The Task stays in-progress: `hub metriport tasks` shows it as stale, and a re-drive runs it again.
+      log(`Task/${task.id}: failed (${reason}), and recording that failed too: ${normalizeErrorString(finishErr)}`);
+      return { status: 'in-progress', outcome: TaskOutcome.error };
+    }
   }
 }
 
@@ -178,6 +201,32 @@ async function findRecordPatient(medplum: MedplumClient, payload: ConsolidatedPa
     }
   }
   return undefined;
+}
+
+/**
+ * Sets the oldest parked (`on-hold`) Task of a patient back to `requested`: the re-drive
+ * subscription runs it. A conflict means another run resumed it first.
+ * @param medplum - The client.
+ * @param patientId - The Medplum Patient id.
+ */
+async function resumeParked(medplum: MedplumClient, patientId: string): Promise<void> {
+  const [parked] = await medplum.searchResources('Task', {
+    code: `${METRIPORT_WEBHOOK_TASK_CODE.system}|${METRIPORT_WEBHOOK_TASK_CODE.code}`,
+    subject: `Patient/${patientId}`,
+    status: 'on-hold',
+    _sort: 'authored-on',
+    _count: '1',
+  });
+  if (!parked) {
+    return;
+  }
+  try {
+    await medplum.updateResource<Task>({ ...parked, status: 'requested' }, { headers: { 'If-Match': `W/"${parked.meta?.versionId}"` } });
+  } catch (err) {
+    if (!/precondition|conflict/i.test(normalizeErrorString(err))) {
+      throw err;
+    }
+  }
 }
 
 /** True when another Task of the same query already merged it (Metriport may send a message twice). */

@@ -14,6 +14,8 @@ export const TaskOutcome = {
   noData: 'no-data',
   /** Metriport reported the query failed. */
   metriportFailed: 'metriport-failed',
+  /** Parked (`on-hold`) while another message for the same patient is merged. */
+  waiting: 'waiting',
   /** The download URL had expired; a new query was started. */
   urlExpired: 'url-expired',
   /** No Medplum Patient carries the Metriport patient id or the externalId. */
