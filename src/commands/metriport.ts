@@ -57,8 +57,8 @@ export async function runMetriportCommand(target: Target | TargetOptions | strin
   }
   for (const id of rest) {
     const task = await connected.client.readResource('Task', id);
-    await connected.client.updateResource<Task>({ ...task, status: 'requested', businessStatus: undefined });
-    options.log(`Task/${id}: requested again`);
+    await connected.client.updateResource<Task>({ ...task, status: 'requested', businessStatus: undefined, output: undefined });
+    options.log(`Task/${id}: requested again (was ${task.status}${isStale(task) ? ', stale' : ''})`);
   }
   return 0;
 }
@@ -107,5 +107,19 @@ export function describeTask(task: Task): string {
   const messageId = task.identifier?.find((i) => i.system === METRIPORT_MESSAGE_ID_SYSTEM)?.value ?? '-';
   const type = task.input?.[0]?.valueString ?? '-';
   const outcome = task.businessStatus?.coding?.[0]?.code ?? '-';
-  return `Task/${task.id}  ${task.authoredOn ?? ''}  ${type}  message ${messageId}  ${task.status}  ${outcome}  ${task.businessStatus?.text ?? ''}`.trimEnd();
+  const status = isStale(task) ? `${task.status} (stale: no run has finished it; redrive it)` : task.status;
+  return `Task/${task.id}  ${task.authoredOn ?? ''}  ${type}  message ${messageId}  ${status}  ${outcome}  ${task.businessStatus?.text ?? ''}`.trimEnd();
+}
+
+/** Longer than the processing bot's timeout (900 s): a run still `in-progress` after it has died. */
+const STALE_AFTER_MS = 20 * 60_000;
+
+/**
+ * @param task - A webhook Task.
+ * @param now - The current time in ms.
+ * @returns True when it is `in-progress` but was last changed longer ago than any run can take.
+ */
+export function isStale(task: Task, now = Date.now()): boolean {
+  const changed = Date.parse(task.lastModified ?? task.meta?.lastUpdated ?? '');
+  return task.status === 'in-progress' && Number.isFinite(changed) && now - changed > STALE_AFTER_MS;
 }
