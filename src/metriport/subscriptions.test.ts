@@ -59,6 +59,7 @@ describe('metriport-patient subscriptions', () => {
       { telecom: [{ system: 'phone', value: '2175550142' }] },
       { managingOrganization: { reference: 'Organization/o2' } },
       { managingOrganization: undefined },
+      { identifier: [...(linked.identifier ?? []), { system: 'http://hl7.org/fhir/sid/us-ssn', value: '123456789' }] },
     ];
     for (const change of changes) {
       expect(await fires(update, 'update', { ...linked, ...change }, linked), JSON.stringify(change)).toBe(true);
