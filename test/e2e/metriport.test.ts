@@ -180,12 +180,11 @@ describe('Metriport exchange', () => {
     const current = await client.readResource('Patient', patient.id);
     await client.updateResource<Patient>({ ...current, telecom: [{ system: 'phone', value: '217-555-0199' }] });
     const tasks = await waitForTasks(patient.id, 'the second merge', (t) => t.filter(isFinal).length === 2);
-    const second = tasks.find((t) => t.id !== tasks.at(-1)?.id && isFinal(t)) ?? tasks[0];
     const latest = [...tasks].sort((a, b) => (a.authoredOn ?? '').localeCompare(b.authoredOn ?? '')).at(-1) as Task;
     expect(outcomeOf(latest)).toBe('merged');
     expect(latest.output?.find((o) => o.type?.text === 'created')?.valueInteger).toBe(0);
     expect(latest.output?.find((o) => o.type?.text === 'updated')?.valueInteger).toBe(0);
-    expect(second).toBeDefined();
+    expect(latest.output?.find((o) => o.type?.text === 'unchanged')?.valueInteger).toBeGreaterThan(250);
     expect(await importedCount(patient.id)).toBe(before);
     const update = fake.requests.find((r) => r.method === 'PUT' && (r.body as { externalId?: string })?.externalId === patient.id);
     expect((update?.body as { contact: { phone: string }[] }).contact[0].phone).toBe('2175550199');
@@ -212,6 +211,40 @@ describe('Metriport exchange', () => {
     } finally {
       fake.faults.duplicateDelivery = false;
     }
+  });
+
+  test('two messages for the same patient at once are merged one after the other: nothing is created twice', async (ctx) => {
+    if (skip) {
+      ctx.skip(skip);
+    }
+    // The hub's own delivery fails (bad signature), so the record is still empty; then Metriport
+    // sends the same data in two messages (different messageIds, no requestId) at once.
+    fake.faults.signature = 'wrong';
+    let patient: WithId<Patient>;
+    let payload: Record<string, unknown>;
+    try {
+      patient = await createPatient();
+      const metriportId = await linkedId(patient.id);
+      const refused = await waitFor('the refused delivery', () => {
+        const query = fake.queries().find((q) => q.patientId === metriportId);
+        return fake.webhooks().find((w) => w.requestId === query?.requestId && w.status === 'failure');
+      });
+      payload = { ...refused.payload };
+    } finally {
+      fake.faults.signature = 'valid';
+    }
+    const rows = await Promise.all([fake.sendWebhook('medical.consolidated-data', payload), fake.sendWebhook('medical.consolidated-data', payload)]);
+    expect(rows.map((r) => r.status)).toEqual(['success', 'success']);
+    const tasks = await waitForTasks(patient.id, 'both messages processed', (t) => t.length === 2 && t.every(isFinal), 30_000);
+    expect(tasks.map(outcomeOf).sort()).toEqual(['merged', 'merged']);
+    const created = tasks.map((t) => t.output?.find((o) => o.type?.text === 'created')?.valueInteger).sort((a, b) => (a ?? 0) - (b ?? 0));
+    expect(created[0]).toBe(0);
+    expect(created[1]).toBeGreaterThan(250);
+    // Every Metriport key once: no Observation key on two resources.
+    const observations = await client.searchResources('Observation', { subject: `Patient/${patient.id}`, _count: '1000' });
+    const keys = observations.map((o) => o.identifier?.find((i) => i.system === metriportResourceSystem('Observation'))?.value);
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(await client.searchResources('Basic', { subject: `Patient/${patient.id}` })).toHaveLength(0);
   });
 
   test('a wrongly signed or unsigned call is refused (400, nothing recorded); Metriport\'s replay, without meta.data, is merged', async (ctx) => {
@@ -332,6 +365,23 @@ describe('Metriport exchange', () => {
     expect(fake.requests.filter(mentions)).toEqual([]);
   });
 
+  test('a second Medplum Patient with the same demographics is not linked to the first one\'s Metriport patient', async (ctx) => {
+    if (skip) {
+      ctx.skip(skip);
+    }
+    const first = await createPatient();
+    const metriportId = await linkedId(first.id);
+    const since = new Date().toISOString();
+    const twin = await client.createResource<Patient>({ ...first, id: undefined, meta: undefined, identifier: [{ system: 'urn:e2e:mrn', value: `TWIN-${Date.now()}` }] });
+    const logs = await waitFor('the twin\'s run', async () => {
+      const text = (await patientBotRuns(since)).map((e) => e.outcomeDesc ?? '').join('\n');
+      return text.includes(`Patient/${twin.id}: conflict`) ? text : undefined;
+    });
+    expect(logs).toContain(`Patient/${twin.id}: conflict: not linked: Metriport patient ${metriportId} belongs to Patient/${first.id}`);
+    const stored = await client.readResource('Patient', twin.id);
+    expect(stored.identifier?.some((i) => i.system === METRIPORT_PATIENT_SYSTEM)).toBe(false);
+  });
+
   test('429s are waited out', async (ctx) => {
     if (skip) {
       ctx.skip(skip);
@@ -351,8 +401,12 @@ describe('Metriport exchange', () => {
     }
     const patient = await createPatient();
     await waitForTasks(patient.id, 'the merge', (t) => t.some(isFinal));
-    const observations = await client.searchResources('Observation', { subject: `Patient/${patient.id}`, _count: '5' });
-    for (const observation of observations as Observation[]) {
+    const observations = await client.searchResources('Observation', { _tag: `${METRIPORT_SOURCE_TAG.system}|${METRIPORT_SOURCE_TAG.code}`, _count: '1000' });
+    const mine = observations.filter((o) => o.subject?.reference === `Patient/${patient.id}`);
+    expect(mine.length).toBeGreaterThan(50);
+    // Every Observation of the bundle that has a subject points at the Medplum Patient.
+    expect(observations.filter((o) => o.subject?.reference?.startsWith('Patient/') && !o.subject.reference.slice(8).match(/^[0-9a-f-]{36}$/))).toEqual([]);
+    for (const observation of mine as Observation[]) {
       expect(observation.identifier?.some((i) => i.system === metriportResourceSystem('Observation'))).toBe(true);
       expect(observation.meta?.tag).toContainEqual(expect.objectContaining(METRIPORT_SOURCE_TAG));
     }
