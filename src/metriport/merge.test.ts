@@ -140,6 +140,25 @@ describe('mergePreparedImport', () => {
     expect(await byKey<Practitioner>('Practitioner', 'prac-flaky')).toHaveLength(1);
   });
 
+  test('lookups answered 429 (a batch over the FHIR quota) wait and are sent again', async () => {
+    const patient = await createPatient();
+    const client = new MedplumClient({ baseUrl: admin.runtime.baseUrl });
+    await client.startClientLogin(admin.runtime.adminCredentials.clientId, admin.runtime.adminCredentials.clientSecret);
+    const send = client.executeBatch.bind(client);
+    let lookups = 0;
+    client.executeBatch = async (bundle: Bundle) => {
+      if (bundle.type === 'batch' && ++lookups === 1) {
+        return { resourceType: 'Bundle', type: 'batch-response', entry: (bundle.entry ?? []).map(() => ({ response: { status: '429', outcome: tooManyRequests } })) };
+      }
+      return send(bundle);
+    };
+    const waits: number[] = [];
+    const result = await mergePreparedImport(client, prepareConsolidatedImport(quirkyBundle(), MP, check), { patient: `Patient/${patient.id}`, sleep: async (ms) => waits.push(ms) });
+    expect(waits).toEqual([2000]);
+    // Everything was found (stored by earlier cases): nothing created twice.
+    expect(result).toMatchObject({ failed: [], created: 0 });
+  });
+
   test('a 4xx refusal is isolated; failures that persist are reported, never retried forever', async () => {
     expect(classifyFailure(new OperationOutcomeError(tooManyRequests))).toBe('throttled');
     expect(classifyFailure(new OperationOutcomeError(badRequest('bad')))).toBe('refused');

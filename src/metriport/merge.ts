@@ -21,7 +21,7 @@ export interface MergeOptions {
   readonly maxBytes?: number;
   /** Identifier values per search when looking up stored resources (default 100). */
   readonly valuesPerSearch?: number;
-  /** Attempts of a transaction that meets a version conflict, a 429 or a transient failure (default 5). */
+  /** Attempts of a transaction that meets a version conflict or a transient failure (default 5); 429s wait instead. */
   readonly retryAttempts?: number;
   /** Waits before retrying after a 429; tests replace it. */
   readonly sleep?: (ms: number) => Promise<unknown>;
@@ -39,6 +39,15 @@ export interface MergeResult {
 
 /** Search entries per batch request when looking up stored resources. */
 const SEARCHES_PER_BATCH = 40;
+/**
+ * Waits for the FHIR quota before giving up on a request: 2, 4, 8, 16, then 30 s each, about
+ * 2.5 minutes in all, enough for the quota's one-minute window to pass twice.
+ */
+const MAX_THROTTLED_WAITS = 8;
+
+function throttleDelay(waitsSoFar: number): number {
+  return Math.min(2000 * 2 ** waitsSoFar, 30_000);
+}
 
 /**
  * Merges a prepared consolidated import into the record, "resolve, then commit" in chunks:
@@ -51,7 +60,7 @@ const SEARCHES_PER_BATCH = 40;
  *    elements other feeds wrote; large inline attachments are stored as Binaries first;
  * 4. a chunk the server refuses (4xx) is split until the refused items are isolated and
  *    recorded; a version conflict, a 5xx or a lost connection re-reads the chunk's items and
- *    retries; a 429 (the FHIR quota) waits first.
+ *    retries; a 429 (the FHIR quota) waits and sends it again.
  * Running it again with the same bundle writes nothing.
  * @param medplum - The client (the bot's identity).
  * @param prepared - The prepared import.
@@ -120,11 +129,13 @@ class Merger {
     }
     for (let i = 0; i < searches.length; i += SEARCHES_PER_BATCH) {
       const batch = searches.slice(i, i + SEARCHES_PER_BATCH);
-      const response = await this.medplum.executeBatch({
-        resourceType: 'Bundle',
-        type: 'batch',
-        entry: batch.map((s) => ({ request: { method: 'GET', url: s.url } })),
-      });
+      const request: Bundle = { resourceType: 'Bundle', type: 'batch', entry: batch.map((s) => ({ request: { method: 'GET', url: s.url } })) };
+      let response = await this.medplum.executeBatch(request);
+      // Over the FHIR quota, a batch answers 429 for the entry that hit it and every one after.
+      for (let wait = 0; wait < MAX_THROTTLED_WAITS && response.entry?.some((e) => e.response?.status?.startsWith('429')); wait++) {
+        await this.sleep(throttleDelay(wait));
+        response = await this.medplum.executeBatch(request);
+      }
       batch.forEach((search, j) => this.recordMatches(search.items, response.entry?.[j]));
     }
   }
@@ -182,7 +193,7 @@ class Merger {
    * Commits one chunk. A refused chunk of several groups is split in two halves, in order (the
    * second half may reference what the first creates); a refused single group fails its items.
    */
-  private async commit(chunk: number[][], attempts: number): Promise<void> {
+  private async commit(chunk: number[][], attempts: number, throttled = 0): Promise<void> {
     const members = chunk.flat().filter((i) => !this.failed.has(i));
     const placeholders = new Map<number, string>();
     for (const index of members) {
@@ -229,19 +240,20 @@ class Merger {
     } catch (err) {
       this.unchanged -= unchanged.length;
       const failure = classifyFailure(err);
-      if (failure !== 'refused' && attempts > 1) {
-        if (failure === 'throttled') {
-          // The caller's FHIR quota is spent for this minute (medplum-facts 12): wait, then resume.
-          await this.sleep(Math.min(2000 * 2 ** ((this.options.retryAttempts ?? 5) - attempts), 30_000));
-        }
+      if (failure === 'throttled' && throttled < MAX_THROTTLED_WAITS) {
+        // The caller's FHIR quota is spent for this minute (medplum-facts 12); nothing was
+        // written: wait, then send the same chunk again.
+        await this.sleep(throttleDelay(throttled));
+        await this.commit(chunk, attempts, throttled + 1);
+      } else if ((failure === 'conflict' || failure === 'transient') && attempts > 1) {
         // After a conflict, or a failure that may have happened after the commit (a lost
         // answer), what is stored decides what is still to write: look the chunk up again.
         await this.resolve(members.map((i) => this.items[i]));
-        await this.commit(chunk, attempts - 1);
+        await this.commit(chunk, attempts - 1, throttled);
       } else if (failure === 'refused' && chunk.length > 1) {
         const half = Math.ceil(chunk.length / 2);
-        await this.commit(chunk.slice(0, half), attempts);
-        await this.commit(chunk.slice(half), attempts);
+        await this.commit(chunk.slice(0, half), attempts, throttled);
+        await this.commit(chunk.slice(half), attempts, throttled);
       } else {
         const reason = `${failure === 'refused' ? 'refused by the server' : 'not written after retries'}: ${normalizeErrorString(err)}`;
         members.forEach((i) => this.failed.set(i, reason));
