@@ -143,3 +143,19 @@ export function standInForUnreadable(text: string): Hl7Message {
   }
   return new Hl7Message([new Hl7Segment(fields, DEFAULT_CONTEXT)], DEFAULT_CONTEXT);
 }
+
+/** A header with every field empty: a base for records that come from no message (a roster row). */
+export const EMPTY_MESSAGE_HEADER: MessageHeaderInfo = {
+  sendingApplication: '',
+  sendingFacility: '',
+  receivingApplication: '',
+  receivingFacility: '',
+  dateTime: '',
+  messageCode: '',
+  triggerEvent: '',
+  messageStructure: '',
+  controlId: '',
+  processingId: '',
+  version: '',
+  characterSet: '',
+};

@@ -8,7 +8,7 @@ import type { AckError } from '../hl7/ack.ts';
 import { buildAckWithIssues, Hl7ErrorCode } from '../hl7/ack.ts';
 import { val } from '../hl7/fields.ts';
 import type { MessageHeaderInfo } from '../hl7/message.ts';
-import { Hl7FormatError, overlongHeaderField, readHl7Message, readMessageHeader, standInForUnreadable } from '../hl7/message.ts';
+import { EMPTY_MESSAGE_HEADER, Hl7FormatError, overlongHeaderField, readHl7Message, readMessageHeader, standInForUnreadable } from '../hl7/message.ts';
 import { MappingContext } from '../mapping/context.ts';
 import { findMessageMapper } from '../mapping/messages/registry.ts';
 import type { MessageMapper } from '../mapping/messages/types.ts';
@@ -246,7 +246,7 @@ async function recordFailure(
     const details: LedgerDetails = { ...failure, rawMessage, replayOf: options.replayOf };
     const created = await medplum
       .createResource(buildLedgerEntry(header, details))
-      .catch(() => medplum.createResource(buildLedgerEntry({ ...EMPTY_HEADER, controlId: header.controlId.replace(/[^\w.-]/g, '') }, details)));
+      .catch(() => medplum.createResource(buildLedgerEntry({ ...EMPTY_MESSAGE_HEADER, controlId: header.controlId.replace(/[^\w.-]/g, '') }, details)));
     return `MessageHeader/${created.id}`;
   } catch (err) {
     options.log?.(`ledger write failed for ${header.controlId}: ${normalizeErrorString(err)}`);
@@ -254,20 +254,6 @@ async function recordFailure(
   }
 }
 
-const EMPTY_HEADER: MessageHeaderInfo = {
-  sendingApplication: '',
-  sendingFacility: '',
-  receivingApplication: '',
-  receivingFacility: '',
-  dateTime: '',
-  messageCode: '',
-  triggerEvent: '',
-  messageStructure: '',
-  controlId: '',
-  processingId: '',
-  version: '',
-  characterSet: '',
-};
 
 function toAckIssue(issue: MappingIssue): AckError & { severity: 'warning' } {
   return { code: issue.code, text: issue.text, location: issue.location, severity: 'warning' };
