@@ -173,13 +173,14 @@ describe('loadSecretDeclarations', () => {
     }
   });
 
-  test("the repository's own declaration is valid and declares the Metriport secrets", async () => {
+  test("the repository's own declaration is valid and declares the Metriport and SFTP secrets", async () => {
     const declarations = await loadSecretDeclarations(join(import.meta.dirname, '..', '..'));
     expect(declarations.map((d) => d.name)).toEqual([
       'METRIPORT_API_KEY',
       'METRIPORT_WEBHOOK_KEY',
       'METRIPORT_ENV',
       'METRIPORT_API_URL',
+      'SFTP_RIVERSIDE_CREDENTIAL',
     ]);
   });
 });

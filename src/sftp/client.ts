@@ -1,0 +1,98 @@
+import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
+import { connect } from 'node:net';
+import SftpClient from 'ssh2-sftp-client';
+import type { ListedFile } from './files.ts';
+import type { SftpSource } from './source.ts';
+
+/** What the hub does on a partner's SFTP server. */
+export interface SftpConnection {
+  list(folder: string): Promise<ListedFile[]>;
+  read(path: string): Promise<Buffer>;
+  /** Writes a file under a temporary name, then renames it: readers never see it half written. */
+  write(path: string, content: string | Buffer): Promise<void>;
+  /** Moves a file; when the target exists, a timestamped name is used instead. */
+  move(from: string, toFolder: string): Promise<string>;
+  exists(path: string): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/**
+ * Connects to a source's SFTP server with its credential, accepting only the host key whose
+ * SHA-256 fingerprint the source pins (a server that presents another key is refused: files
+ * carry PHI). Folders for archive and errors are created when missing.
+ * @param source - The source.
+ * @param timeoutMs - Connection timeout.
+ * @returns The connection.
+ */
+export async function connectSftp(source: SftpSource, timeoutMs = 20_000): Promise<SftpConnection> {
+  const client = new SftpClient(`hub-sftp-${source.name}`);
+  let presented: string | undefined;
+  // ssh2 leaves Nagle's algorithm on, which costs about 40 ms per request; files are many small
+  // requests, so the socket is opened here with it off.
+  const socket = connect({ host: source.host, port: source.port, noDelay: true });
+  try {
+    await client.connect({
+      host: source.host,
+      port: source.port,
+      sock: socket,
+      username: source.username,
+      password: source.password,
+      privateKey: source.privateKey,
+      readyTimeout: timeoutMs,
+      retries: 0,
+      hostVerifier: (key: Buffer) => {
+        presented = hostKeyFingerprint(key);
+        return presented === source.hostKeySha256;
+      },
+    });
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    socket.destroy();
+    if (presented && presented !== source.hostKeySha256) {
+      throw new Error(`${source.host}:${source.port} presented host key ${presented}, not the pinned ${source.hostKeySha256}: refused`);
+    }
+    throw new Error(`SFTP connection to ${source.host}:${source.port} as ${source.username} failed: ${(err as Error).message}`);
+  }
+  const ensured = new Set<string>();
+  const ensureFolder = async (folder: string): Promise<void> => {
+    if (!ensured.has(folder) && !(await client.exists(folder))) {
+      await client.mkdir(folder, true);
+    }
+    ensured.add(folder);
+  };
+  return {
+    list: async (folder) =>
+      (await client.list(folder)).map((f) => ({ name: f.name, type: f.type, size: f.size, modifyTime: f.modifyTime })),
+    read: async (path) => (await client.get(path)) as Buffer,
+    write: async (path, content) => {
+      const folder = path.slice(0, path.lastIndexOf('/')) || '/';
+      await ensureFolder(folder);
+      const temporary = `${path}.${Date.now()}.tmp`;
+      await client.put(Buffer.isBuffer(content) ? content : Buffer.from(content, 'utf8'), temporary);
+      await client.rename(temporary, path);
+    },
+    move: async (from, toFolder) => {
+      await ensureFolder(toFolder);
+      const name = from.slice(from.lastIndexOf('/') + 1);
+      let target = `${toFolder.replace(/\/$/, '')}/${name}`;
+      if (await client.exists(target)) {
+        target = `${target}.${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      }
+      await client.rename(from, target);
+      return target;
+    },
+    exists: async (path) => Boolean(await client.exists(path)),
+    close: async () => {
+      await client.end().catch(() => undefined);
+    },
+  };
+}
+
+/**
+ * @param key - A host public key blob as presented in the SSH handshake.
+ * @returns Its fingerprint as OpenSSH prints it: `SHA256:` and unpadded base64.
+ */
+export function hostKeyFingerprint(key: Buffer): string {
+  return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
+}
