@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { BOT_NAME_SYSTEM } from '../constants.ts';
 import { IMPORTED_TYPES } from './consolidated.ts';
-import { MERGE_LOCK_CODE } from './merge-lock.ts';
+import { LOCK_CODE_SYSTEM, LockKind } from '../fhir/lock.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const policy = (name: string): AccessPolicy => JSON.parse(readFileSync(join(ROOT, 'access-policies', `${name}.json`), 'utf8')) as AccessPolicy;
@@ -37,7 +37,7 @@ describe('Metriport access policies (least privilege per caller)', () => {
     }
     // It deletes nothing but its own per-patient merge locks.
     expect(rules.filter((r) => r.endsWith(':delete'))).toEqual(['Basic:delete']);
-    expect(processing.resource?.find((r) => r.resourceType === 'Basic')?.criteria).toBe(`Basic?code=${MERGE_LOCK_CODE.system}|${MERGE_LOCK_CODE.code}`);
+    expect(processing.resource?.find((r) => r.resourceType === 'Basic')?.criteria).toBe(`Basic?code=${LOCK_CODE_SYSTEM}|${LockKind.metriportMerge}`);
     expect(rules.filter((r) => r.startsWith('Patient:'))).toEqual(['Patient:read', 'Patient:search', 'Patient:update']);
     const task = processing.resource?.find((r) => r.resourceType === 'Task');
     expect(task?.criteria).toMatch(/\|metriport-webhook$/);

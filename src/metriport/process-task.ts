@@ -6,7 +6,7 @@ import { prepareConsolidatedImport } from './consolidated.ts';
 import type { ResourceCheck } from './consolidated.ts';
 import { METRIPORT_PATIENT_SYSTEM, METRIPORT_REQUEST_ID_SYSTEM, METRIPORT_WEBHOOK_TASK_CODE, MetriportSecret } from './constants.ts';
 import { bundleLocation, downloadBundle, withoutQueryStrings } from './download.ts';
-import { acquireMergeLock, isMergeLocked, releaseMergeLock } from './merge-lock.ts';
+import { acquireLock, isLocked, LockKind, releaseLock } from '../fhir/lock.ts';
 import { mergePreparedImport } from './merge.ts';
 import type { MergeResult } from './merge.ts';
 import { linkMetriportId, metriportIdOf } from './patient-link.ts';
@@ -98,12 +98,12 @@ export async function processWebhookTask(medplum: MedplumClient, task: WithId<Ta
     if (!location) {
       return await finish('completed', TaskOutcome.noData, 'Metriport found no data for the patient', subject);
     }
-    const lock = await acquireMergeLock(medplum, patient.id, task.id);
+    const lock = await acquireLock(medplum, LockKind.metriportMerge, patient.id, `Task/${task.id}`);
     if (!lock) {
       const parked = await finish('on-hold', TaskOutcome.waiting, 'another message for this patient is being merged; this one runs when it is done', subject);
       // The holder may have released the lock between our attempt and our parking, and then
       // found nothing to resume: if the lock is gone, resume ourselves.
-      if (!(await isMergeLocked(medplum, patient.id))) {
+      if (!(await isLocked(medplum, LockKind.metriportMerge, patient.id))) {
         await resumeParked(medplum, patient.id);
       }
       return parked;
@@ -131,7 +131,7 @@ export async function processWebhookTask(medplum: MedplumClient, task: WithId<Ta
         : await finish('completed', TaskOutcome.merged, summary, { ...subject, output });
       return { ...result, merge };
     } finally {
-      await releaseMergeLock(medplum, lock);
+      await releaseLock(medplum, lock);
       await resumeParked(medplum, patient.id);
     }
   } catch (err) {

@@ -12,6 +12,7 @@ import type { AuditEvent, Bot, Encounter, Observation, Organization, Patient, Ta
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { metriportWebhookUrl } from '../../src/commands/metriport.ts';
 import { BOT_NAME_SYSTEM } from '../../src/constants.ts';
+import { isLocked, LockKind } from '../../src/fhir/lock.ts';
 import {
   METRIPORT_FACILITY_SYSTEM,
   METRIPORT_PATIENT_SYSTEM,
@@ -244,7 +245,8 @@ describe('Metriport exchange', () => {
     const observations = await client.searchResources('Observation', { subject: `Patient/${patient.id}`, _count: '1000' });
     const keys = observations.map((o) => o.identifier?.find((i) => i.system === metriportResourceSystem('Observation'))?.value);
     expect(new Set(keys).size).toBe(keys.length);
-    expect(await client.searchResources('Basic', { subject: `Patient/${patient.id}` })).toHaveLength(0);
+    // The merge lock was released.
+    expect(await isLocked(client, LockKind.metriportMerge, patient.id)).toBe(false);
   });
 
   test('a wrongly signed or unsigned call is refused (400, nothing recorded); Metriport\'s replay, without meta.data, is merged', async (ctx) => {
