@@ -9,7 +9,8 @@ import { loadFhirDefinitions } from '../fhir/definitions.ts';
 import type { ImportItem } from './consolidated.ts';
 import { prepareConsolidatedImport } from './consolidated.ts';
 import { metriportResourceSystem } from './constants.ts';
-import { classifyFailure, mergeImported, mergePreparedImport, orderedGroups } from './merge.ts';
+import { classifyFailure } from '../fhir/failures.ts';
+import { mergeImported, mergePreparedImport, orderedGroups } from './merge.ts';
 import { resourceValidator } from './process-task.ts';
 
 const admin = useLocalAdmin();

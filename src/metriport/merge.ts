@@ -1,13 +1,14 @@
 import type { MedplumClient, WithId } from '@medplum/core';
-import { deepEquals, getStatus, normalizeErrorString } from '@medplum/core';
-import type { Bundle, BundleEntry, Coding, Identifier, Meta, OperationOutcome, Reference, Resource } from '@medplum/fhirtypes';
+import { deepEquals, normalizeErrorString } from '@medplum/core';
+import type { Bundle, BundleEntry, Coding, Identifier, Meta, Reference, Resource } from '@medplum/fhirtypes';
 import { Buffer } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 // Imported explicitly: the stock bot sandbox has no global setTimeout.
 import { setTimeout as sleepMs } from 'node:timers/promises';
 import { mergeIdentifiers } from '../fhir/identifiers.ts';
 import { externalizeLargeAttachments, INLINE_DATA_LIMIT } from './attachments.ts';
-import { isVersionConflict, MAX_UPDATES_PER_TRANSACTION } from '../fhir/writer.ts';
+import { classifyFailure } from '../fhir/failures.ts';
+import { MAX_UPDATES_PER_TRANSACTION } from '../fhir/writer.ts';
 import type { ImportItem, ImportKey, PreparedImport, SkippedEntry } from './consolidated.ts';
 import { hasImportKey, logicalItemReference, resolveTokens } from './consolidated.ts';
 
@@ -401,28 +402,6 @@ export function orderedGroups(items: readonly ImportItem[], exists: (index: numb
     }
   }
   return groups;
-}
-
-/**
- * @param err - What a transaction threw.
- * @returns How to handle it: `refused` (4xx: the content, split to isolate it), `conflict`
- * (another writer), `throttled` (429), `transient` (5xx, or no answer at all).
- */
-export function classifyFailure(err: unknown): 'refused' | 'conflict' | 'throttled' | 'transient' {
-  if (isVersionConflict(err)) {
-    return 'conflict';
-  }
-  // Duck-typed: in a bot, the client's errors come from the server's own `@medplum/core`, not the
-  // copy the bundle requires, so `instanceof OperationOutcomeError` would be false.
-  const outcome = (err as { outcome?: OperationOutcome } | undefined)?.outcome;
-  if (outcome?.resourceType !== 'OperationOutcome') {
-    return 'transient';
-  }
-  const status = getStatus(outcome);
-  if (status === 429) {
-    return 'throttled';
-  }
-  return status >= 500 ? 'transient' : 'refused';
 }
 
 function keyValue(key: ImportKey): string {
