@@ -1,6 +1,8 @@
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
+// Imported explicitly: the stock bot sandbox has no global setTimeout.
+import { clearTimeout, setTimeout } from 'node:timers';
 import SftpClient from 'ssh2-sftp-client';
 import type { ListedFile } from './files.ts';
 import type { SftpSource } from './source.ts';
@@ -8,6 +10,8 @@ import type { SftpSource } from './source.ts';
 /** What the hub does on a partner's SFTP server. */
 export interface SftpConnection {
   list(folder: string): Promise<ListedFile[]>;
+  /** Size and modification time now (to tell a file still being written). */
+  stat(path: string): Promise<{ size: number; modifyTime: number }>;
   read(path: string): Promise<Buffer>;
   /** Writes a file under a temporary name, then renames it: readers never see it half written. */
   write(path: string, content: string | Buffer): Promise<void>;
@@ -41,6 +45,9 @@ export async function connectSftp(source: SftpSource, timeoutMs = 20_000): Promi
       privateKey: source.privateKey,
       readyTimeout: timeoutMs,
       retries: 0,
+      // A partner server that stops answering is noticed within 30 s instead of never.
+      keepaliveInterval: 10_000,
+      keepaliveCountMax: 3,
       hostVerifier: (key: Buffer) => {
         presented = hostKeyFingerprint(key);
         return presented === source.hostKeySha256;
@@ -61,32 +68,60 @@ export async function connectSftp(source: SftpSource, timeoutMs = 20_000): Promi
     }
     ensured.add(folder);
   };
+  // ssh2-sftp-client has no per-request timeout; a stalled server must not hold the bot forever
+  // (on the stock server only the synchronous part of a bot run is bounded).
+  const bounded = <T>(what: string, operation: Promise<T>): Promise<T> => withTimeout(operation, OPERATION_TIMEOUT_MS, `SFTP ${what} on ${source.host}`, () => socket.destroy());
   return {
     list: async (folder) =>
-      (await client.list(folder)).map((f) => ({ name: f.name, type: f.type, size: f.size, modifyTime: f.modifyTime })),
-    read: async (path) => (await client.get(path)) as Buffer,
+      (await bounded('list', client.list(folder))).map((f) => ({ name: f.name, type: f.type, size: f.size, modifyTime: f.modifyTime })),
+    stat: async (path) => {
+      const stats = await bounded('stat', client.stat(path));
+      return { size: stats.size, modifyTime: stats.modifyTime };
+    },
+    read: async (path) => (await bounded('read', client.get(path))) as Buffer,
     write: async (path, content) => {
       const folder = path.slice(0, path.lastIndexOf('/')) || '/';
-      await ensureFolder(folder);
+      await bounded('mkdir', ensureFolder(folder));
       const temporary = `${path}.${Date.now()}.tmp`;
-      await client.put(Buffer.isBuffer(content) ? content : Buffer.from(content, 'utf8'), temporary);
-      await client.rename(temporary, path);
+      await bounded('write', client.put(Buffer.isBuffer(content) ? content : Buffer.from(content, 'utf8'), temporary));
+      await bounded('rename', client.rename(temporary, path));
     },
     move: async (from, toFolder) => {
-      await ensureFolder(toFolder);
+      await bounded('mkdir', ensureFolder(toFolder));
       const name = from.slice(from.lastIndexOf('/') + 1);
       let target = `${toFolder.replace(/\/$/, '')}/${name}`;
-      if (await client.exists(target)) {
+      if (await bounded('exists', client.exists(target))) {
         target = `${target}.${new Date().toISOString().replace(/[:.]/g, '-')}`;
       }
-      await client.rename(from, target);
+      await bounded('rename', client.rename(from, target));
       return target;
     },
-    exists: async (path) => Boolean(await client.exists(path)),
+    exists: async (path) => Boolean(await bounded('exists', client.exists(path))),
     close: async () => {
-      await client.end().catch(() => undefined);
+      await withTimeout(client.end(), 5_000, 'SFTP close', () => socket.destroy()).catch(() => socket.destroy());
     },
   };
+}
+
+/** The longest one SFTP request may take (a large file read included). */
+const OPERATION_TIMEOUT_MS = 120_000;
+
+/**
+ * @param operation - A promise.
+ * @param ms - Time bound.
+ * @param what - For the error.
+ * @param onTimeout - Called when the bound is reached (closes the connection).
+ * @returns The operation's result, or a rejection after `ms`.
+ */
+function withTimeout<T>(operation: Promise<T>, ms: number, what: string, onTimeout: () => void): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      onTimeout();
+      reject(new Error(`${what} did not finish within ${ms / 1000} s`));
+    }, ms);
+  });
+  return Promise.race([operation, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**

@@ -53,6 +53,11 @@ export async function processHl7BatchFile(medplum: MedplumClient, text: string):
   const reasons: string[] = [];
   for (const message of file.messages) {
     const result = await processInboundMessage(medplum, message.text);
+    if (!result.ledger) {
+      // Not even recorded (the server failed): the file stays, and the next poll sends the batch
+      // again (messages already committed are duplicates and change nothing).
+      throw new Error(`message ${message.index} (line ${message.line}) could not be recorded in the HL7 ledger`);
+    }
     if (result.outcome === 'committed' || result.outcome === 'resolved') {
       counts[result.duplicate ? 'duplicate' : 'committed']++;
     } else {

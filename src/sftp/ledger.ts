@@ -1,11 +1,32 @@
 import type { MedplumClient, WithId } from '@medplum/core';
+import { normalizeErrorString } from '@medplum/core';
 import type { Task, TaskOutput } from '@medplum/fhirtypes';
+import { createHash } from 'node:crypto';
 import { HUB_SID, HUB_URI } from '../constants.ts';
 
 /** Task code of a file taken from a partner SFTP folder. */
 export const SFTP_FILE_TASK_CODE = { system: `${HUB_URI}/CodeSystem/hub-task`, code: 'sftp-file' } as const;
-/** Task identifier: `<source>/<file name>/<sha-256 of the content>`: the same file twice is one Task. */
+/**
+ * Task identifier: a SHA-256 of source, file name and content hash, so the same file twice is one
+ * Task. Hashed because file names may hold characters that separate search values (`,`, `\\`, `|`).
+ */
 export const SFTP_FILE_KEY_SYSTEM = `${HUB_SID}/sftp-file`;
+
+/** What makes a file the same file. */
+export interface FileKey {
+  readonly source: string;
+  readonly name: string;
+  /** Hex SHA-256 of the content. */
+  readonly sha256: string;
+}
+
+/**
+ * @param key - The file.
+ * @returns The value of its ledger identifier.
+ */
+export function fileKeyValue(key: FileKey): string {
+  return createHash('sha256').update(`${key.source}\n${key.name}\n${key.sha256}`).digest('hex');
+}
 /** Code system of a file Task's outcome (`Task.businessStatus`). */
 export const FILE_OUTCOME_SYSTEM = `${HUB_URI}/CodeSystem/sftp-file-outcome`;
 
@@ -33,24 +54,31 @@ export const FILE_CLAIM_STALE_MS = 15 * 60_000;
  * that already exists means the file was seen: `completed` → a duplicate; `in-progress` → another
  * run has it (unless that run died long ago); `failed` → taken again (processing is idempotent).
  * @param medplum - The client.
- * @param key - `<source>/<name>/<sha256>`.
+ * @param key - Source, file name and content hash.
  * @param draft - The Task to create (status in-progress).
  * @returns The claimed Task, or the existing one with why it is not claimed.
  */
 export async function claimFile(
   medplum: MedplumClient,
-  key: string,
+  key: FileKey,
   draft: Task
-): Promise<{ claimed: WithId<Task> } | { duplicateOf: WithId<Task> } | { busy: WithId<Task> }> {
+): Promise<{ claimed: WithId<Task> } | { duplicateOf: WithId<Task> } | { alreadyFailed: WithId<Task> } | { busy: WithId<Task> }> {
+  const value = fileKeyValue(key);
   const task = await medplum.createResourceIfNoneExist<Task>(
-    { ...draft, status: 'in-progress', identifier: [{ system: SFTP_FILE_KEY_SYSTEM, value: key }] },
-    `identifier=${encodeURIComponent(`${SFTP_FILE_KEY_SYSTEM}|${key}`)}`
+    { ...draft, status: 'in-progress', identifier: [{ system: SFTP_FILE_KEY_SYSTEM, value }] },
+    `identifier=${encodeURIComponent(`${SFTP_FILE_KEY_SYSTEM}|${value}`)}`
   );
   if (task.authoredOn === draft.authoredOn && task.status === 'in-progress') {
     return { claimed: task };
   }
   if (task.status === 'completed') {
     return { duplicateOf: task };
+  }
+  // Processed before, with rows or a structure refused: the outcome stands (processing again
+  // gives the same answer); the file only has to reach the error folder.
+  const outcome = task.businessStatus?.coding?.find((c) => c.system === FILE_OUTCOME_SYSTEM)?.code;
+  if (task.status === 'failed' && (outcome === FileOutcome.rejected || outcome === FileOutcome.partlyProcessed)) {
+    return { alreadyFailed: task };
   }
   const changed = Date.parse(task.lastModified ?? task.meta?.lastUpdated ?? '');
   if (task.status === 'in-progress' && Date.now() - changed < FILE_CLAIM_STALE_MS) {
@@ -62,8 +90,12 @@ export async function claimFile(
       { headers: { 'If-Match': `W/"${task.meta?.versionId}"` } }
     );
     return { claimed };
-  } catch {
-    return { busy: task };
+  } catch (err) {
+    // Another run updated it first; anything else is a real failure.
+    if (/precondition|conflict/i.test(normalizeErrorString(err))) {
+      return { busy: task };
+    }
+    throw err;
   }
 }
 

@@ -2,6 +2,7 @@ import type { AccessPolicy } from '@medplum/fhirtypes';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { LOCK_CODE_SYSTEM, LockKind } from '../fhir/lock.ts';
 import { SFTP_FILE_TASK_CODE } from './ledger.ts';
 import { SFTP_INBOUND_CONNECTION } from './source.ts';
 
@@ -23,6 +24,8 @@ describe('sftp-inbound bot policy', () => {
       criteria: `Endpoint?connection-type=${SFTP_INBOUND_CONNECTION.system}|${SFTP_INBOUND_CONNECTION.code}`,
       readonly: true,
     });
+    expect(sftp.resource?.filter((r) => r.resourceType === 'Binary')).toEqual([{ resourceType: 'Binary', interaction: ['create'] }]);
+    expect(sftp.resource?.find((r) => r.resourceType === 'Basic')?.criteria).toBe(`Basic?code=${LOCK_CODE_SYSTEM}|${LockKind.sftpSource}`);
     const tasks = sftp.resource?.filter((r) => r.resourceType === 'Task');
     expect(tasks).toEqual([{ resourceType: 'Task', criteria: `Task?code=${SFTP_FILE_TASK_CODE.system}|${SFTP_FILE_TASK_CODE.code}`, interaction: ['read', 'search', 'create', 'update'] }]);
   });

@@ -8,6 +8,7 @@ import type { ListedFile } from './files.ts';
 import { readyFiles } from './files.ts';
 import type { FileResult } from './formats.ts';
 import { processFile } from './formats.ts';
+import { acquireLock, LockKind, releaseLock } from '../fhir/lock.ts';
 import type { FileOutcomeCode } from './ledger.ts';
 import { claimFile, FileOutcome, finishFile, SFTP_FILE_TASK_CODE } from './ledger.ts';
 import type { SftpSource } from './source.ts';
@@ -28,6 +29,8 @@ export interface PollReport {
   readonly files: FileReport[];
   /** Files matching the pattern but too young (possibly still being written): left for the next poll. */
   readonly waiting: number;
+  /** Why the source was not polled this time. */
+  readonly skipped?: string;
 }
 
 /** Options of {@link pollSource}. */
@@ -55,44 +58,67 @@ export interface PollOptions {
 export async function pollSource(medplum: MedplumClient, source: SftpSource, options: PollOptions = {}): Promise<PollReport> {
   const now = options.now ?? Date.now;
   const log = options.log ?? ((line: string): void => console.log(line));
-  const connection = await connectSftp(source);
-  const files: FileReport[] = [];
+  // One run per source at a time: a long file must not let the next cron run take the files
+  // after it out of order.
+  const lease = await acquireLock(medplum, LockKind.sftpSource, source.name, 'Bot/sftp-inbound');
+  if (!lease) {
+    return { source: source.name, files: [], waiting: 0, skipped: 'another run is polling this source' };
+  }
   try {
-    const listing = await connection.list(source.inbox);
-    const { ready, tooYoung } = readyFiles(listing, source.pattern, source.minAgeMs, now());
-    for (const file of ready.slice(0, options.maxFiles ?? 100)) {
-      if (options.deadline && now() > options.deadline) {
-        break;
+    const connection = await connectSftp(source);
+    const files: FileReport[] = [];
+    try {
+      const listing = await connection.list(source.inbox);
+      const { ready, tooYoung } = readyFiles(listing, source.pattern, source.minAgeMs, now());
+      for (const file of ready.slice(0, options.maxFiles ?? 100)) {
+        if (options.deadline && now() > options.deadline) {
+          break;
+        }
+        let report: FileReport;
+        try {
+          report = await takeFile(medplum, connection, source, file);
+        } catch (err) {
+          // One file that cannot be read or claimed does not stop the files after it.
+          report = { name: file.name, outcome: FileOutcome.error, text: `left for the next poll: ${normalizeErrorString(err)}` };
+        }
+        // File names can carry patient names or MRNs: the log names the Task, not the file.
+        log(`sftp ${source.name}: ${report.task ?? '(no Task)'}: ${report.outcome}${report.movedTo ? ` → ${folderOf(report.movedTo)}` : ''}: ${report.text}`);
+        files.push(report);
       }
-      const report = await takeFile(medplum, connection, source, file);
-      log(`sftp ${source.name}: ${file.name}: ${report.outcome}${report.movedTo ? ` → ${report.movedTo}` : ''}: ${report.text}`);
-      files.push(report);
+      return { source: source.name, files, waiting: tooYoung };
+    } finally {
+      await connection.close();
     }
-    return { source: source.name, files, waiting: tooYoung };
   } finally {
-    await connection.close();
+    await releaseLock(medplum, lease);
   }
 }
 
 async function takeFile(medplum: MedplumClient, connection: SftpConnection, source: SftpSource, file: ListedFile): Promise<FileReport> {
   const path = `${source.inbox.replace(/\/$/, '')}/${file.name}`;
   const content = await connection.read(path);
+  // A file that changed since the listing is still being written (or rewritten): not this poll.
+  const after = await connection.stat(path);
+  if (after.size !== file.size || after.modifyTime !== file.modifyTime || content.length !== file.size) {
+    return { name: file.name, outcome: 'busy', text: 'the file changed while it was read; it waits for the next poll' };
+  }
   const sha256 = createHash('sha256').update(content).digest('hex');
+  const now = new Date().toISOString();
   const draft: Task = {
     resourceType: 'Task',
     status: 'in-progress',
     intent: 'order',
     code: { coding: [{ ...SFTP_FILE_TASK_CODE }], text: 'File from a partner SFTP folder' },
     description: `${source.name}: ${file.name}`,
-    authoredOn: new Date().toISOString(),
-    lastModified: new Date().toISOString(),
+    authoredOn: now,
+    lastModified: now,
     input: [
       { type: { text: 'source' }, valueString: source.name },
       { type: { text: 'file name' }, valueString: file.name },
       { type: { text: 'sha256' }, valueString: sha256 },
     ],
   };
-  const claim = await claimFile(medplum, `${source.name}/${file.name}/${sha256}`, draft);
+  const claim = await claimFile(medplum, { source: source.name, name: file.name, sha256 }, draft);
   if ('busy' in claim) {
     return { name: file.name, outcome: 'busy', task: `Task/${claim.busy.id}`, text: 'another poll is processing it' };
   }
@@ -100,23 +126,81 @@ async function takeFile(medplum: MedplumClient, connection: SftpConnection, sour
     const movedTo = await connection.move(path, source.archive);
     return { name: file.name, outcome: FileOutcome.duplicate, movedTo, task: `Task/${claim.duplicateOf.id}`, text: `the same file was processed before (Task/${claim.duplicateOf.id})` };
   }
+  if ('alreadyFailed' in claim) {
+    // Processed before, but the move to the error folder did not happen: finish the move only.
+    const task = claim.alreadyFailed;
+    const movedTo = await moveToError(connection, source, path, file.name, task.businessStatus?.coding?.[0]?.code ?? FileOutcome.rejected, task.businessStatus?.text ?? '', reasonsOf(task));
+    return { name: file.name, outcome: FileOutcome.duplicate, movedTo, task: `Task/${task.id}`, text: `processed before with errors (Task/${task.id}); moved to the error folder` };
+  }
+
   const task = claim.claimed;
+  let result: FileResult;
   try {
     const raw = await medplum.createBinary({ data: content, contentType: 'application/octet-stream', filename: file.name });
     await recordRawFile(medplum, task, `Binary/${raw.id}`, file.name, content.length);
-    const result = await processFile(medplum, source, stripBom(content.toString('utf8')));
-    const failed = result.outcome !== FileOutcome.processed;
-    const movedTo = await connection.move(path, failed ? source.error : source.archive);
-    if (failed) {
-      await connection.write(`${movedTo}.reason.txt`, reasonFile(source, file.name, result));
-    }
-    await finishFile(medplum, task, result.outcome, result.summary, [...result.output, { type: { text: 'moved to' }, valueString: movedTo }]);
-    return { name: file.name, outcome: result.outcome, movedTo, task: `Task/${task.id}`, text: result.summary };
+    const text = decodeUtf8(content);
+    result = text === undefined ? notUtf8() : await processFile(medplum, source, text);
   } catch (err) {
     const text = `processing stopped, the file stays for the next poll: ${normalizeErrorString(err)}`;
     await finishFile(medplum, task, FileOutcome.error, text, []).catch(() => undefined);
     return { name: file.name, outcome: FileOutcome.error, task: `Task/${task.id}`, text };
   }
+  // The outcome is recorded before the file moves: a move that fails leaves a Task that says
+  // where the file belongs, and the next poll only moves it (it does not process it again).
+  const failed = result.outcome !== FileOutcome.processed;
+  await finishFile(medplum, task, result.outcome, result.summary, result.output);
+  const movedTo = failed
+    ? await moveToError(connection, source, path, file.name, result.outcome, result.summary, result.reasons)
+    : await connection.move(path, source.archive);
+  await recordMove(medplum, task, movedTo).catch(() => undefined);
+  return { name: file.name, outcome: result.outcome, movedTo, task: `Task/${task.id}`, text: result.summary };
+}
+
+/**
+ * Moves a file to the error folder and writes `<name>.reason.txt` beside it. The reason file is
+ * best effort: the Task holds the same reasons.
+ */
+async function moveToError(connection: SftpConnection, source: SftpSource, path: string, name: string, outcome: string, summary: string, reasons: readonly string[]): Promise<string> {
+  const movedTo = await connection.move(path, source.error);
+  const text = [`File: ${name}`, `Source: ${source.name}`, `Outcome: ${outcome}`, `Summary: ${summary}`, '', ...reasons, ''].join('\n');
+  await connection.write(`${movedTo}.reason.txt`, text).catch(() => undefined);
+  return movedTo;
+}
+
+function reasonsOf(task: Task): string[] {
+  return (task.output ?? []).map((o) => o.valueString).filter((v): v is string => Boolean(v));
+}
+
+async function recordMove(medplum: MedplumClient, task: WithId<Task>, movedTo: string): Promise<void> {
+  const current = await medplum.readResource('Task', task.id);
+  await medplum.updateResource<Task>({ ...current, output: [...(current.output ?? []), { type: { text: 'moved to' }, valueString: movedTo }] });
+}
+
+/**
+ * @param content - The file's bytes.
+ * @returns The text (BOM removed), or undefined when the bytes are not UTF-8: decoding with
+ * replacement characters would write mangled names into the record.
+ */
+function decodeUtf8(content: Uint8Array): string | undefined {
+  try {
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(content);
+    return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  } catch {
+    return undefined;
+  }
+}
+
+function notUtf8(): FileResult {
+  return {
+    outcome: FileOutcome.rejected,
+    summary: 'the file is not UTF-8 text; nothing was imported',
+    reasons: ['The hub reads files as UTF-8. Send the file in UTF-8 (for example, save the CSV as "CSV UTF-8").'],
+    output: [],
+  };
+}
+
+function folderOf(path: string): string {
+  return path.slice(0, path.lastIndexOf('/')) || '/';
 }
 
 /** Keeps the file as received on its Task, for audit and for processing it again by hand. */
@@ -126,10 +210,4 @@ async function recordRawFile(medplum: MedplumClient, task: WithId<Task>, url: st
   await medplum.updateResource<Task>({ ...current, input, lastModified: new Date().toISOString() });
 }
 
-function reasonFile(source: SftpSource, name: string, result: FileResult): string {
-  return [`File: ${name}`, `Source: ${source.name}`, `Outcome: ${result.outcome}`, `Summary: ${result.summary}`, '', ...result.reasons, ''].join('\n');
-}
 
-function stripBom(text: string): string {
-  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
-}

@@ -1,6 +1,7 @@
 import type { MedplumClient } from '@medplum/core';
 import { normalizeErrorString } from '@medplum/core';
-import { commitPlan, IdentityConflictError } from '../fhir/writer.ts';
+import { classifyFailure } from '../fhir/failures.ts';
+import { CommitError, commitPlan, IdentityConflictError } from '../fhir/writer.ts';
 import { loadMappingConfig } from '../inbound/config.ts';
 import { readRoster } from '../roster/roster.ts';
 import type { FileResult } from './formats.ts';
@@ -33,7 +34,12 @@ export async function processRosterFile(medplum: MedplumClient, source: SftpSour
       await commitPlan(medplum, row.plan);
       written++;
     } catch (err) {
-      const why = err instanceof IdentityConflictError ? 'its identifiers match several stored patients' : `not written (${normalizeErrorString(err)})`;
+      // A row the server refuses is the row's problem; a server or network failure is not: the
+      // file stays for the next poll (rows already written change nothing then).
+      if (!(err instanceof IdentityConflictError) && !(err instanceof CommitError) && classifyFailure(err) !== 'refused') {
+        throw err;
+      }
+      const why = err instanceof IdentityConflictError ? 'its identifiers match several stored patients' : `refused (${normalizeErrorString(err)})`;
       reasons.push(`line ${row.line}: ${why}`);
     }
   }

@@ -113,7 +113,7 @@ export function readSftpSource(endpoint: Endpoint, secrets: Record<string, Proje
       username: username as string,
       ...(privateKey ? { privateKey } : { password: credential }),
       hostKeySha256: hostKeySha256 as string,
-      inbox: decodeURIComponent(url.pathname) || '/',
+      inbox: safeDecode(url.pathname) || '/',
       archive: archive as string,
       error: error as string,
       pattern: globToRegExp(ext(SftpExtension.filePattern) ?? '*'),
@@ -130,5 +130,14 @@ export function readSftpSource(endpoint: Endpoint, secrets: Record<string, Proje
  */
 export function globToRegExp(glob: string): RegExp {
   const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${body}$`);
+  // File names from Windows tools vary in case (`X.HL7`, `x.hl7`).
+  return new RegExp(`^${body}$`, 'i');
+}
+
+function safeDecode(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
 }

@@ -182,6 +182,26 @@ describe('SFTP inbound', () => {
     await client.updateResource<Endpoint>({ ...source, status: 'off' });
   });
 
+  test('names with search separators are still processed once; a file that is not UTF-8 is refused whole', async (ctx) => {
+    if (skip) {
+      ctx.skip(skip);
+    }
+    const source = await createSource('odd-files', 'hl7v2-batch', '/odd', '*.hl7');
+    const content = batch([adtA01(testPatient('Comma', 'Carla'))]);
+    await server.put('/odd/ward 3, bed 2|a\\b.hl7', content, { mtime: OLD });
+    await server.put('/odd/latin1.hl7', Buffer.from(batch([adtA01(testPatient('Lef\u00e8vre', 'Zo\u00e9'))]), 'latin1'), { mtime: OLD });
+    const first = (await poll()).sources.find((s) => s.source === 'odd-files')?.files ?? [];
+    expect(first.map((f) => [f.name, f.outcome]).sort()).toEqual([
+      ['latin1.hl7', 'rejected'],
+      ['ward 3, bed 2|a\\b.hl7', 'processed'],
+    ]);
+    expect((await server.read('/odd/error/latin1.hl7.reason.txt'))?.toString()).toMatch(/not UTF-8/);
+    await server.put('/odd/ward 3, bed 2|a\\b.hl7', content, { mtime: OLD });
+    const second = (await poll()).sources.find((s) => s.source === 'odd-files')?.files ?? [];
+    expect(second.map((f) => f.outcome)).toEqual(['duplicate']);
+    await client.updateResource<Endpoint>({ ...source, status: 'off' });
+  });
+
   test('a server presenting another host key is refused; a source missing its secret is reported; files stay', async (ctx) => {
     if (skip) {
       ctx.skip(skip);
