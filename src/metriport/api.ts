@@ -2,6 +2,7 @@ import type { ProjectSetting } from '@medplum/fhirtypes';
 // Imported explicitly: the stock bot sandbox has no global setTimeout.
 import { setTimeout as sleepMs } from 'node:timers/promises';
 import type { Demographics } from './demographics.ts';
+import { timeoutOption } from '../net/fetch.ts';
 import { METRIPORT_HOSTS, MetriportSecret } from './constants.ts';
 
 /** The part of Metriport's PatientDTO the hub reads (facts §1.4). */
@@ -209,17 +210,6 @@ export class MetriportClient {
     const wait = Number.isFinite(asked) && asked >= 0 ? asked * 1000 : 1000 * 2 ** (attempt - 1);
     return Math.min(wait, this.config.maxWaitMs ?? 60_000);
   }
-}
-
-/**
- * A timeout that works in both fetch implementations a bot can meet: node-fetch v2 in the stock
- * vmcontext sandbox reads `timeout`; Node's fetch reads `signal` (AbortSignal is absent in the sandbox).
- * @param ms - Milliseconds.
- * @returns Extra fetch options.
- */
-export function timeoutOption(ms: number): { timeout: number; signal?: AbortSignal } {
-  const signal = typeof AbortSignal !== 'undefined' && typeof AbortSignal.timeout === 'function' ? AbortSignal.timeout(ms) : undefined;
-  return signal ? { timeout: ms, signal } : { timeout: ms };
 }
 
 function toApiError(method: string, path: string, status: number, text: string): MetriportApiError {

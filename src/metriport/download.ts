@@ -1,7 +1,7 @@
 import type { Bundle, DocumentReference } from '@medplum/fhirtypes';
 import { Buffer } from 'node:buffer';
 import { gunzipSync } from 'node:zlib';
-import { timeoutOption } from './api.ts';
+import { timeoutOption } from '../net/fetch.ts';
 
 /** Where a consolidated-data message says the bundle is. */
 export interface BundleLocation {
