@@ -173,7 +173,7 @@ describe('loadSecretDeclarations', () => {
     }
   });
 
-  test("the repository's own declaration is valid and declares the Metriport and SFTP secrets", async () => {
+  test("the repository's own declaration is valid and declares the Metriport, SFTP and partner secrets", async () => {
     const declarations = await loadSecretDeclarations(join(import.meta.dirname, '..', '..'));
     expect(declarations.map((d) => d.name)).toEqual([
       'METRIPORT_API_KEY',
@@ -181,6 +181,8 @@ describe('loadSecretDeclarations', () => {
       'METRIPORT_ENV',
       'METRIPORT_API_URL',
       'SFTP_RIVERSIDE_CREDENTIAL',
+      'PARTNER_ACME_ANALYTICS_SECRET',
+      'PARTNER_ACME_ANALYTICS_SECRET_PREVIOUS',
     ]);
   });
 });

@@ -12,6 +12,8 @@ export const LockKind = {
   metriportMerge: 'metriport-merge',
   /** One poll per SFTP source at a time; the key is the source name. */
   sftpSource: 'sftp-source',
+  /** One delivery pass per partner at a time (in order); the key is the partner Endpoint. */
+  partnerDelivery: 'partner-delivery',
 } as const;
 export type LockKindCode = (typeof LockKind)[keyof typeof LockKind];
 /** Identifier system of a lock: `<kind>/<key>` (one lock per kind and key). */

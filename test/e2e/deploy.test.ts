@@ -160,13 +160,15 @@ describe('deploy managed resources and bots', () => {
       { name: 'METRIPORT_ENV', action: 'set' },
       { name: 'METRIPORT_API_URL', action: 'not-in-environment' },
       { name: 'SFTP_RIVERSIDE_CREDENTIAL', action: 'not-in-environment' },
+      { name: 'PARTNER_ACME_ANALYTICS_SECRET', action: 'not-in-environment' },
+      { name: 'PARTNER_ACME_ANALYTICS_SECRET_PREVIOUS', action: 'not-in-environment' },
     ]);
     expect(lines).toContain('would set METRIPORT_API_KEY (project secret)');
     expect(await projectSecrets()).toEqual([undeclared]);
 
     const applied = await deployOnce(false, env);
     expect(applied.secrets.changed).toBe(true);
-    expect(applied.secrets.entries.map((e) => e.action)).toEqual(['set', 'set', 'set', 'not-in-environment', 'not-in-environment']);
+    expect(applied.secrets.entries.map((e) => e.action)).toEqual(['set', 'set', 'set', 'not-in-environment', 'not-in-environment', 'not-in-environment', 'not-in-environment']);
     expect(await projectSecrets()).toEqual([
       undeclared,
       { name: 'METRIPORT_API_KEY', valueString: apiKey },
@@ -174,16 +176,16 @@ describe('deploy managed resources and bots', () => {
       { name: 'METRIPORT_ENV', valueString: 'sandbox' },
     ]);
     expect(lines).toContain('set METRIPORT_WEBHOOK_KEY (project secret)');
-    expect(lines).toContain('Project secrets: set 3, changed 0, 0 unchanged; not in the environment: METRIPORT_API_URL, SFTP_RIVERSIDE_CREDENTIAL.');
+    expect(lines).toContain('Project secrets: set 3, changed 0, 0 unchanged; not in the environment: METRIPORT_API_URL, SFTP_RIVERSIDE_CREDENTIAL, PARTNER_ACME_ANALYTICS_SECRET, PARTNER_ACME_ANALYTICS_SECRET_PREVIOUS.');
 
     const again = await deployOnce(false, env);
     expect(isNoop(again) && !again.secrets.changed).toBe(true);
-    expect(again.secrets.entries.map((e) => e.action)).toEqual(['unchanged', 'unchanged', 'unchanged', 'not-in-environment', 'not-in-environment']);
+    expect(again.secrets.entries.map((e) => e.action)).toEqual(['unchanged', 'unchanged', 'unchanged', 'not-in-environment', 'not-in-environment', 'not-in-environment', 'not-in-environment']);
     expect(lines.at(-2)).toBe('No changes.');
 
     // A changed value is replaced in place; a name missing from the environment keeps its value.
     const changed = await deployOnce(false, { METRIPORT_API_KEY: apiKey, METRIPORT_ENV: 'production' });
-    expect(changed.secrets.entries.map((e) => e.action)).toEqual(['unchanged', 'not-in-environment', 'changed', 'not-in-environment', 'not-in-environment']);
+    expect(changed.secrets.entries.map((e) => e.action)).toEqual(['unchanged', 'not-in-environment', 'changed', 'not-in-environment', 'not-in-environment', 'not-in-environment', 'not-in-environment']);
     expect(await projectSecrets()).toEqual([
       undeclared,
       { name: 'METRIPORT_API_KEY', valueString: apiKey },

@@ -1,0 +1,22 @@
+import type { BotEvent, MedplumClient } from '@medplum/core';
+import type { Bot } from '@medplum/fhirtypes';
+import type { DeliveryReport } from '../../src/outbound/delivery.ts';
+import { deliverAllPartners } from '../../src/outbound/route.ts';
+
+/**
+ * Partner delivery retries, every minute (cron): for each active partner, the pending deliveries
+ * that are due are sent again, in order per resource; past the partner's retry window (default
+ * 3 days) a delivery goes to the dead-letter.
+ * @param medplum - Client with the bot's identity.
+ * @param event - The cron event and the bot secrets (signing secrets).
+ * @returns One report per partner.
+ */
+export async function handler(medplum: MedplumClient, event: BotEvent<Bot>): Promise<Record<string, DeliveryReport | { error: string }>> {
+  const reports = await deliverAllPartners(medplum, event.secrets);
+  for (const [partner, report] of Object.entries(reports)) {
+    if ('error' in report || report.failed || report.deadLettered) {
+      console.log(`partner-delivery ${partner}: ${JSON.stringify(report)}`);
+    }
+  }
+  return reports;
+}

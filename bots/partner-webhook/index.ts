@@ -1,0 +1,25 @@
+import type { BotEvent, MedplumClient } from '@medplum/core';
+import type { Resource } from '@medplum/fhirtypes';
+import type { RouteResult } from '../../src/outbound/route.ts';
+import { loadFhirDefinitions } from '../../src/fhir/definitions.ts';
+import { routeChange } from '../../src/outbound/route.ts';
+
+/**
+ * Partner webhooks: fired by each partner's Subscriptions (their endpoint is this bot; the
+ * extension `partner-endpoint` names the partner). Checks the change is within the partner's
+ * AccessPolicy, records it as a delivery and sends the partner's pending deliveries, in order,
+ * signed (Standard Webhooks and Medplum's X-Signature). Failures are retried by `partner-delivery`.
+ * @param medplum - Client with the bot's identity.
+ * @param event - The changed resource, the rest-hook headers and the bot secrets.
+ * @returns What was done.
+ */
+export async function handler(medplum: MedplumClient, event: BotEvent<Resource>): Promise<RouteResult> {
+  // The partner's AccessPolicy criteria are matched with @medplum/core's search matcher, which
+  // needs the SearchParameter definitions.
+  loadFhirDefinitions();
+  const result = await routeChange(medplum, event);
+  if (!result.routed) {
+    console.log(`partner-webhook: ${result.reason}`);
+  }
+  return result;
+}
