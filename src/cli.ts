@@ -5,6 +5,7 @@ import { runBootstrap } from './commands/bootstrap.ts';
 import { findManagedClient, runDeploy } from './commands/deploy.ts';
 import { runHl7Command } from './commands/hl7.ts';
 import { runMetriportCommand } from './commands/metriport.ts';
+import { runPartnersCommand } from './commands/partners.ts';
 import { describeRuntime, startHub } from './commands/start.ts';
 import { initDockerEnv } from './deploy/env-file.ts';
 import { targetFromEnv } from './deploy/target.ts';
@@ -26,6 +27,8 @@ const USAGE = `Usage: hub <command>
   metriport webhook-url | tasks [--failed] [--limit N] | redrive <Task id ...>
                         the Metriport webhook URL to configure; received messages and their
                         outcome; process recorded messages again
+  partners deliveries [--dead-letter] [--limit N] | replay <Task id ...> [--window-hours H]
+                        deliveries to partners and their dead-letter; send dead letters again
   env:init              create or complete .env for the Docker stack (generated secrets)
 `;
 
@@ -86,6 +89,9 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'metriport': {
       return runMetriportCommand(targetFromEnv(process.env), args, { log, error: (line) => console.error(line) });
+    }
+    case 'partners': {
+      return runPartnersCommand(targetFromEnv(process.env), args, { log, error: (line) => console.error(line) });
     }
     case 'env:init': {
       const result = await initDockerEnv(join(root, '.env'));

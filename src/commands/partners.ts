@@ -1,0 +1,70 @@
+import type { WithId } from '@medplum/core';
+import type { Task } from '@medplum/fhirtypes';
+import type { Target, TargetOptions } from '../deploy/target.ts';
+import { connectTarget } from '../deploy/target.ts';
+import { DELIVERY_STATE_SYSTEM, DELIVERY_TASK_CODE, replayDelivery } from '../outbound/delivery.ts';
+
+export const PARTNERS_USAGE = `Usage: hub partners <command>
+
+  deliveries [--dead-letter] [--limit N]
+                           deliveries to partners, newest first (event, partner, state, attempts)
+  replay <Task id ...> [--window-hours H]
+                           send dead-lettered deliveries again, with a new retry window (default 72 h)
+`;
+
+/** Options of {@link runPartnersCommand}. */
+export interface PartnersCommandOptions {
+  readonly log: (line: string) => void;
+  readonly error: (line: string) => void;
+}
+
+/**
+ * `hub partners ...`: the partner delivery queue and its dead-letter on the target.
+ * @param target - A connected target, the options to connect with, or why there is none.
+ * @param args - Arguments after `partners`.
+ * @param options - Output.
+ * @returns The exit code (2 for a usage error).
+ */
+export async function runPartnersCommand(target: Target | TargetOptions | string, args: readonly string[], options: PartnersCommandOptions): Promise<number> {
+  const [command, ...rest] = args;
+  const number = (flag: string, fallback: number): number => {
+    const index = rest.indexOf(flag);
+    return index >= 0 ? Number(rest[index + 1]) : fallback;
+  };
+  const ids = rest.filter((a, i) => !a.startsWith('--') && !rest[i - 1]?.startsWith('--'));
+  const limit = number('--limit', 50);
+  const windowHours = number('--window-hours', 72);
+  if (!['deliveries', 'replay'].includes(command ?? '') || (command === 'replay' && ids.length === 0) || !(limit > 0) || !(windowHours > 0)) {
+    options.error(PARTNERS_USAGE);
+    return 2;
+  }
+  if (typeof target === 'string') {
+    options.error(target);
+    return 2;
+  }
+  const { client } = 'client' in target ? target : await connectTarget(target);
+  if (command === 'deliveries') {
+    const tasks = await client.searchResources('Task', {
+      code: `${DELIVERY_TASK_CODE.system}|${DELIVERY_TASK_CODE.code}`,
+      ...(rest.includes('--dead-letter') ? { status: 'failed' } : {}),
+      _sort: '-_lastUpdated',
+      _count: String(limit),
+    });
+    tasks.forEach((task) => options.log(describeDelivery(task)));
+    return 0;
+  }
+  for (const id of ids) {
+    await replayDelivery(client, id, windowHours * 3600_000);
+    options.log(`Task/${id}: queued again (retry window ${windowHours} h); the partner-delivery bot sends it within a minute`);
+  }
+  return 0;
+}
+
+/**
+ * @param task - A delivery Task.
+ * @returns One line: ids, state and attempts (no resource content).
+ */
+export function describeDelivery(task: WithId<Task>): string {
+  const state = task.businessStatus?.coding?.find((c) => c.system === DELIVERY_STATE_SYSTEM)?.code ?? 'pending';
+  return `Task/${task.id}  ${task.authoredOn ?? ''}  ${task.focus?.reference ?? ''}  → ${task.owner?.reference ?? ''}  ${task.status}  ${state}  ${task.businessStatus?.text ?? ''}`.trimEnd();
+}
