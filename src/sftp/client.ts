@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { clearTimeout, setTimeout } from 'node:timers';
 import SftpClient from 'ssh2-sftp-client';
 import type { ListedFile } from './files.ts';
-import type { SftpSource } from './source.ts';
+import type { SftpServer } from './source.ts';
 
 /** What the hub does on a partner's SFTP server. */
 export interface SftpConnection {
@@ -22,14 +22,14 @@ export interface SftpConnection {
 }
 
 /**
- * Connects to a source's SFTP server with its credential, accepting only the host key whose
- * SHA-256 fingerprint the source pins (a server that presents another key is refused: files
+ * Connects to a partner's SFTP server with its credential, accepting only the host key whose
+ * SHA-256 fingerprint the Endpoint pins (a server that presents another key is refused: files
  * carry PHI). Folders for archive and errors are created when missing.
- * @param source - The source.
+ * @param source - The server.
  * @param timeoutMs - Connection timeout.
  * @returns The connection.
  */
-export async function connectSftp(source: SftpSource, timeoutMs = 20_000): Promise<SftpConnection> {
+export async function connectSftp(source: SftpServer, timeoutMs = 20_000): Promise<SftpConnection> {
   const client = new SftpClient(`hub-sftp-${source.name}`);
   let presented: string | undefined;
   // ssh2 leaves Nagle's algorithm on, which costs about 40 ms per request; files are many small

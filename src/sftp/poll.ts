@@ -68,7 +68,7 @@ export async function pollSource(medplum: MedplumClient, source: SftpSource, opt
     const connection = await connectSftp(source);
     const files: FileReport[] = [];
     try {
-      const listing = await connection.list(source.inbox);
+      const listing = await connection.list(source.folder);
       const { ready, tooYoung } = readyFiles(listing, source.pattern, source.minAgeMs, now());
       for (const file of ready.slice(0, options.maxFiles ?? 100)) {
         if (options.deadline && now() > options.deadline) {
@@ -95,7 +95,7 @@ export async function pollSource(medplum: MedplumClient, source: SftpSource, opt
 }
 
 async function takeFile(medplum: MedplumClient, connection: SftpConnection, source: SftpSource, file: ListedFile): Promise<FileReport> {
-  const path = `${source.inbox.replace(/\/$/, '')}/${file.name}`;
+  const path = `${source.folder.replace(/\/$/, '')}/${file.name}`;
   const content = await connection.read(path);
   // A file that changed since the listing is still being written (or rewritten): not this poll.
   const after = await connection.stat(path);

@@ -22,7 +22,7 @@ describe('readSftpSource', () => {
         port: 22,
         username: 'northside-hub',
         password: 'pw',
-        inbox: '/outgoing/rosters',
+        folder: '/outgoing/rosters',
         archive: '/outgoing/rosters/archive',
         error: '/outgoing/rosters/error',
         minAgeMs: 120_000,

@@ -29,9 +29,9 @@ export const SftpExtension = {
 export type FileFormat = 'hl7v2-batch' | 'csv-roster';
 const FORMATS: readonly FileFormat[] = ['hl7v2-batch', 'csv-roster'];
 
-/** A partner SFTP folder, read from its Endpoint and the bot secrets. */
-export interface SftpSource {
-  /** The source's name (its identifier), for the ledger and logs. */
+/** A partner SFTP server and folder, read from its Endpoint and the bot secrets. */
+export interface SftpServer {
+  /** The Endpoint's name (its identifier), for ledgers and logs. */
   readonly name: string;
   readonly endpoint: string;
   readonly host: string;
@@ -41,7 +41,12 @@ export interface SftpSource {
   readonly password?: string;
   readonly privateKey?: string;
   readonly hostKeySha256: string;
-  readonly inbox: string;
+  /** The folder of the Endpoint's address. */
+  readonly folder: string;
+}
+
+/** A partner SFTP folder the hub takes files from. */
+export interface SftpSource extends SftpServer {
   readonly archive: string;
   readonly error: string;
   readonly pattern: RegExp;
@@ -51,19 +56,18 @@ export interface SftpSource {
 }
 
 /**
- * Reads an SFTP source from its Endpoint (`address` `sftp://host[:port]/folder`, the extensions
- * above) and the bot secrets. Everything about a partner is data; the credential comes from the
- * secret the Endpoint names, so no secret lives in a resource.
+ * Reads the connection part of an SFTP Endpoint (`address` `sftp://host[:port]/folder`, the
+ * login, the pinned host key and the name of the bot secret with the credential). Everything
+ * about a partner is data; the credential comes from the secret the Endpoint names, so no secret
+ * lives in a resource.
  * @param endpoint - The Endpoint.
  * @param secrets - `event.secrets`.
- * @returns The source, or every problem with its configuration (names, never secret values).
+ * @returns The server, or every problem with its configuration (names, never secret values).
  */
-export function readSftpSource(endpoint: Endpoint, secrets: Record<string, ProjectSetting> | undefined): { source: SftpSource } | { problems: string[] } {
+export function readSftpServer(endpoint: Endpoint, secrets: Record<string, ProjectSetting> | undefined): { server: SftpServer } | { problems: string[] } {
   const problems: string[] = [];
   const label = `Endpoint/${endpoint.id}`;
-  const ext = (url: string): string | undefined => endpoint.extension?.find((e) => e.url === url)?.valueString?.trim() || undefined;
-  const name = endpoint.identifier?.find((i) => i.system === SFTP_SOURCE_SYSTEM)?.value ?? endpoint.id ?? 'unnamed';
-
+  const ext = (url: string): string | undefined => extensionString(endpoint, url);
   let url: URL | undefined;
   try {
     url = new URL(endpoint.address);
@@ -88,40 +92,70 @@ export function readSftpSource(endpoint: Endpoint, secrets: Record<string, Proje
   if (!hostKeySha256 || !/^SHA256:[A-Za-z0-9+/]{43}=?$/.test(hostKeySha256)) {
     problems.push(`${label}: ${SftpExtension.hostKey} must hold the server's host key fingerprint (SHA256:…, from \`ssh-keyscan <host> | ssh-keygen -lf -\`)`);
   }
-  const format = endpoint.payloadType?.flatMap((t) => t.coding ?? []).find((c) => c.system === FILE_FORMAT_SYSTEM)?.code as FileFormat | undefined;
-  if (!format || !FORMATS.includes(format)) {
-    problems.push(`${label}: payloadType must be one of ${FORMATS.map((f) => `${FILE_FORMAT_SYSTEM}|${f}`).join(', ')}`);
-  }
-  const archive = ext(SftpExtension.archiveFolder);
-  const error = ext(SftpExtension.errorFolder);
-  if (!archive || !error) {
-    problems.push(`${label}: both ${SftpExtension.archiveFolder} and ${SftpExtension.errorFolder} are required`);
-  }
   if (problems.length || !url) {
     return { problems };
   }
-  const minAge = endpoint.extension?.find((e) => e.url === SftpExtension.minAgeSeconds)?.valueInteger ?? 60;
   const isKey = /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(credential as string);
   // A key kept on one line (an environment variable) carries its line breaks as `\n`.
   const privateKey = isKey ? (credential as string).replace(/\\n/g, '\n') : undefined;
   return {
-    source: {
-      name,
+    server: {
+      name: endpoint.identifier?.find((i) => i.system === SFTP_SOURCE_SYSTEM)?.value ?? endpoint.id ?? 'unnamed',
       endpoint: label,
       host: url.hostname,
       port: url.port ? Number(url.port) : 22,
       username: username as string,
       ...(privateKey ? { privateKey } : { password: credential }),
       hostKeySha256: hostKeySha256 as string,
-      inbox: safeDecode(url.pathname) || '/',
-      archive: archive as string,
-      error: error as string,
-      pattern: globToRegExp(ext(SftpExtension.filePattern) ?? '*'),
-      minAgeMs: Math.max(0, minAge) * 1000,
-      format: format as FileFormat,
-      senderFacility: ext(SftpExtension.senderFacility),
+      folder: safeDecode(url.pathname) || '/',
     },
   };
+}
+
+/**
+ * Reads an SFTP source (a folder the hub takes files from): the server, plus the file format,
+ * the archive and error folders, the file pattern, the minimum age and the sender.
+ * @param endpoint - The Endpoint.
+ * @param secrets - `event.secrets`.
+ * @returns The source, or every problem with its configuration (names, never secret values).
+ */
+export function readSftpSource(endpoint: Endpoint, secrets: Record<string, ProjectSetting> | undefined): { source: SftpSource } | { problems: string[] } {
+  const label = `Endpoint/${endpoint.id}`;
+  const server = readSftpServer(endpoint, secrets);
+  const problems = 'problems' in server ? [...server.problems] : [];
+  const format = endpoint.payloadType?.flatMap((t) => t.coding ?? []).find((c) => c.system === FILE_FORMAT_SYSTEM)?.code as FileFormat | undefined;
+  if (!format || !FORMATS.includes(format)) {
+    problems.push(`${label}: payloadType must be one of ${FORMATS.map((f) => `${FILE_FORMAT_SYSTEM}|${f}`).join(', ')}`);
+  }
+  const archive = extensionString(endpoint, SftpExtension.archiveFolder);
+  const error = extensionString(endpoint, SftpExtension.errorFolder);
+  if (!archive || !error) {
+    problems.push(`${label}: both ${SftpExtension.archiveFolder} and ${SftpExtension.errorFolder} are required`);
+  }
+  if (problems.length || 'problems' in server) {
+    return { problems };
+  }
+  const minAge = endpoint.extension?.find((e) => e.url === SftpExtension.minAgeSeconds)?.valueInteger ?? 60;
+  return {
+    source: {
+      ...server.server,
+      archive: archive as string,
+      error: error as string,
+      pattern: globToRegExp(extensionString(endpoint, SftpExtension.filePattern) ?? '*'),
+      minAgeMs: Math.max(0, minAge) * 1000,
+      format: format as FileFormat,
+      senderFacility: extensionString(endpoint, SftpExtension.senderFacility),
+    },
+  };
+}
+
+/**
+ * @param endpoint - An Endpoint.
+ * @param url - An extension URL.
+ * @returns The extension's trimmed valueString, or undefined when absent or empty.
+ */
+export function extensionString(endpoint: Endpoint, url: string): string | undefined {
+  return endpoint.extension?.find((e) => e.url === url)?.valueString?.trim() || undefined;
 }
 
 /**
