@@ -150,3 +150,14 @@ function* readRecords(text: string): Generator<CsvRecord> {
     yield { line: start, cells, blank, ...(problem ? { problem } : {}) };
   }
 }
+
+/**
+ * Writes CSV (RFC 4180): a field holding a comma, a double quote or a line break is quoted, with
+ * its quotes doubled; records end with CRLF.
+ * @param rows - The records, the header first.
+ * @returns The CSV text.
+ */
+export function formatCsv(rows: readonly (readonly string[])[]): string {
+  const field = (value: string): string => (/[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value);
+  return rows.map((row) => row.map(field).join(',')).join('\r\n') + '\r\n';
+}

@@ -7,10 +7,11 @@
  * bad message among good ones, bad roster rows), and a server presenting another host key.
  */
 import type { MedplumClient, WithId } from '@medplum/core';
-import type { Bot, Coverage, Endpoint, MessageHeader, Patient, ProjectSetting, Task } from '@medplum/fhirtypes';
+import type { Bot, Coverage, Endpoint, MessageHeader, Observation, Patient, ProjectSetting, Task } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { BOT_NAME_SYSTEM } from '../../src/constants.ts';
 import { SFTP_FILE_TASK_CODE } from '../../src/sftp/ledger.ts';
+import { ExportExtension, RESULT_COLUMNS, SFTP_OUTBOUND_CONNECTION } from '../../src/sftp/export.ts';
 import { FILE_FORMAT_SYSTEM, SFTP_INBOUND_CONNECTION, SFTP_SOURCE_SYSTEM, SftpExtension } from '../../src/sftp/source.ts';
 import { adtA01, adtWithoutPatientId, controlIdOf, SYSTEMS, testPatient } from '../support/hl7-messages.ts';
 import { SftpTestServer } from '../support/sftp-server.ts';
@@ -200,6 +201,64 @@ describe('SFTP inbound', () => {
     const second = (await poll()).sources.find((s) => s.source === 'odd-files')?.files ?? [];
     expect(second.map((f) => f.outcome)).toEqual(['duplicate']);
     await client.updateResource<Endpoint>({ ...source, status: 'off' });
+  });
+
+  test('scheduled export: changed results written as a CSV file (temporary name, then renamed), each change once', async (ctx) => {
+    if (skip) {
+      ctx.skip(skip);
+    }
+    const exportEndpoint = await client.createResource<Endpoint>({
+      resourceType: 'Endpoint',
+      status: 'active',
+      name: 'results export',
+      identifier: [{ system: SFTP_SOURCE_SYSTEM, value: 'results-export' }],
+      connectionType: { ...SFTP_OUTBOUND_CONNECTION },
+      payloadType: [{ coding: [{ system: FILE_FORMAT_SYSTEM, code: 'csv-results' }] }],
+      address: `sftp://${server.host}:${server.port}/exports`,
+      extension: [
+        { url: SftpExtension.username, valueString: 'hub' },
+        { url: SftpExtension.credentialSecret, valueString: 'SFTP_E2E_PASSWORD' },
+        { url: SftpExtension.hostKey, valueString: server.hostKeySha256 },
+        { url: ExportExtension.query, valueString: 'Observation?category=laboratory' },
+        { url: ExportExtension.filePrefix, valueString: 'results-' },
+      ],
+    });
+    const exportBot = (await client.searchOne('Bot', { identifier: `${BOT_NAME_SYSTEM}|sftp-export` })) as WithId<Bot>;
+    const runExportBot = async (): Promise<{ rows: number; file?: string }[]> =>
+      (await client.executeBot({ system: BOT_NAME_SYSTEM, value: 'sftp-export' }, exportBot, 'application/fhir+json')) as never;
+    // Everything before this test is exported by a first run; the changes after it are the test's.
+    await runExportBot();
+    const before = await server.list('/exports');
+    const patient = await client.createResource<Patient>({ resourceType: 'Patient', identifier: [{ system: SYSTEMS.mrn, value: `X${Date.now()}`, type: { coding: [{ code: 'MR' }] } }] });
+    const lab = { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'laboratory' }] };
+    const potassium = await client.createResource<Observation>({
+      resourceType: 'Observation',
+      status: 'final',
+      category: [lab],
+      subject: { reference: `Patient/${patient.id}` },
+      code: { coding: [{ system: 'http://loinc.org', code: '2823-3', display: 'Potassium, "serum"' }] },
+      valueQuantity: { value: 4.1, unit: 'mmol/L' },
+    });
+    await client.createResource<Observation>({ resourceType: 'Observation', status: 'final', code: { text: 'not a lab result' } });
+    const [first] = await runExportBot();
+    expect(first.rows).toBe(1);
+    const added = (await server.list('/exports')).filter((n) => !before.includes(n));
+    expect(added).toEqual([first.file?.split('/').pop()]);
+    const csv = (await server.read(`/exports/${added[0]}`))?.toString() ?? '';
+    expect(csv.split('\r\n')[0]).toBe(RESULT_COLUMNS.join(','));
+    expect(csv).toContain(`${potassium.id},${patient.id},${SYSTEMS.mrn},${patient.identifier?.[0].value},http://loinc.org,2823-3,"Potassium, ""serum""",4.1,mmol/L,final`);
+    // Written under a temporary name and renamed: never a partial file under the final name.
+    const writes = server.operations.filter((o) => o.path?.startsWith('/exports/') && o.op === 'OPEN' && (o as { flags?: string }).flags !== 'r');
+    expect(writes.length).toBeGreaterThan(0);
+    expect(writes.every((o) => o.path?.endsWith('.tmp'))).toBe(true);
+    expect(server.operations.some((o) => o.op === 'RENAME' && o.path2 === first.file)).toBe(true);
+    // Nothing changed: no file. A change: a file with just that change.
+    expect((await runExportBot())[0].rows).toBe(0);
+    await client.updateResource<Observation>({ ...potassium, valueQuantity: { value: 4.3, unit: 'mmol/L' } });
+    const [third] = await runExportBot();
+    expect(third.rows).toBe(1);
+    expect((await server.read(third.file as string))?.toString()).toContain(',4.3,mmol/L,');
+    await client.updateResource<Endpoint>({ ...exportEndpoint, status: 'off' });
   });
 
   test('a server presenting another host key is refused; a source missing its secret is reported; files stay', async (ctx) => {
