@@ -4,9 +4,9 @@ import type { DeliveryReport } from '../../src/outbound/delivery.ts';
 import { deliverAllPartners } from '../../src/outbound/route.ts';
 
 /**
- * Partner delivery retries, every minute (cron): for each active partner, the pending deliveries
- * that are due are sent again, in order per resource; past the partner's retry window (default
- * 3 days) a delivery goes to the dead-letter.
+ * Partner deliveries, every minute (cron): for each active partner, the queued deliveries that
+ * are due are sent, in order per resource; failures are retried with backoff; past the partner's
+ * retry window (default 3 days) a delivery goes to the dead-letter.
  * @param medplum - Client with the bot's identity.
  * @param event - The cron event and the bot secrets (signing secrets).
  * @returns One report per partner.

@@ -7,8 +7,8 @@ import { routeChange } from '../../src/outbound/route.ts';
 /**
  * Partner webhooks: fired by each partner's Subscriptions (their endpoint is this bot; the
  * extension `partner-endpoint` names the partner). Checks the change is within the partner's
- * AccessPolicy, records it as a delivery and sends the partner's pending deliveries, in order,
- * signed (Standard Webhooks and Medplum's X-Signature). Failures are retried by `partner-delivery`.
+ * AccessPolicy and queues it as a durable delivery; the `partner-delivery` bot sends the queue,
+ * in order, signed (Standard Webhooks and Medplum's X-Signature), and retries what fails.
  * @param medplum - Client with the bot's identity.
  * @param event - The changed resource, the rest-hook headers and the bot secrets.
  * @returns What was done.

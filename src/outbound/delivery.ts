@@ -1,5 +1,4 @@
 import type { MedplumClient, WithId } from '@medplum/core';
-import { normalizeErrorString } from '@medplum/core';
 import type { Resource, Task } from '@medplum/fhirtypes';
 import { createHash } from 'node:crypto';
 import { HUB_SID, HUB_URI } from '../constants.ts';
@@ -30,8 +29,6 @@ export interface DeliveryEvent {
   readonly subscription: string;
   readonly resource: WithId<Resource>;
   readonly interaction: 'create' | 'update' | 'delete';
-  /** FHIR base URL of the hub, for absolute references in notification Bundles. */
-  readonly baseUrl?: string;
 }
 
 /**
@@ -44,15 +41,19 @@ export interface DeliveryEvent {
  * @returns The delivery Task.
  */
 export async function enqueueDelivery(medplum: MedplumClient, partner: Partner, event: DeliveryEvent): Promise<WithId<Task>> {
-  const { resource } = event;
+  // What a partner receives carries the version's id and time, not the server's bookkeeping
+  // (project, author, compartments).
+  const resource = { ...event.resource, meta: { versionId: event.resource.meta?.versionId, lastUpdated: event.resource.meta?.lastUpdated } } as WithId<Resource>;
   const focus = `${resource.resourceType}/${resource.id}/_history/${resource.meta?.versionId}`;
   const key = createHash('sha256').update(`${partner.endpoint}\n${event.subscription}\n${focus}\n${event.interaction}`).digest('hex');
   const now = new Date().toISOString();
+  // The event's time orders the queue: subscription runs can record two versions out of order.
+  const eventTime = resource.meta?.lastUpdated ?? now;
   const eventNumber = (await medplum.search('Task', { code: `${DELIVERY_TASK_CODE.system}|${DELIVERY_TASK_CODE.code}`, owner: partner.endpoint, _summary: 'count' })).total ?? 0;
   const payload =
     partner.payload === 'resource'
       ? resource
-      : buildNotificationBundle({ subscription: event.subscription, eventNumber: eventNumber + 1, timestamp: now, resource, interaction: event.interaction, baseUrl: event.baseUrl });
+      : buildNotificationBundle({ subscription: event.subscription, eventNumber: eventNumber + 1, timestamp: eventTime, resource, interaction: event.interaction });
   const draft: Task = {
     resourceType: 'Task',
     status: 'requested',
@@ -61,8 +62,8 @@ export async function enqueueDelivery(medplum: MedplumClient, partner: Partner, 
     identifier: [{ system: EVENT_SYSTEM, value: key }],
     focus: { reference: focus },
     owner: { reference: partner.endpoint },
-    authoredOn: now,
-    restriction: { period: { end: new Date(Date.now() + partner.retryWindowMs).toISOString() } },
+    authoredOn: eventTime,
+    restriction: { period: { end: new Date(Date.parse(eventTime) + partner.retryWindowMs).toISOString() } },
     input: [
       { type: { text: 'resource' }, valueString: `${resource.resourceType}/${resource.id}` },
       { type: { text: 'interaction' }, valueString: event.interaction },
@@ -85,25 +86,34 @@ export interface DeliveryReport {
   readonly skipped?: string;
 }
 
+/** A pass stops starting deliveries after this long, well before a lock counts as stale. */
+const PASS_BUDGET_MS = 50_000;
+
 /**
- * Delivers a partner's pending events, oldest first and in order per resource: a resource's
+ * Delivers a partner's pending events, in event order and in order per resource: a resource's
  * later event waits until its earlier one is delivered (or dead-lettered), so the partner never
- * sees version 3 before version 2. Each attempt is a POST of the stored payload with the Standard
- * Webhooks headers (`webhook-id` = the delivery, the same on every attempt; `webhook-timestamp`;
- * `webhook-signature` with every active secret) and Medplum's `X-Signature`. A 2xx answer
- * completes the delivery; anything else schedules the next attempt with exponential backoff and
- * jitter; past the partner's retry window the delivery goes to the dead-letter (`failed`). One
- * pass per partner at a time (a lock), so deliveries never overtake each other.
+ * sees version 3 before version 2, and an event younger than the partner's settle time waits
+ * too (an earlier version may still be on its way into the queue). Each attempt is a POST of the
+ * stored payload with the Standard Webhooks headers (`webhook-id` = the delivery, the same on
+ * every attempt; `webhook-timestamp`; `webhook-signature` with every active secret), Medplum's
+ * `X-Signature` and `X-Medplum-Interaction`. A 2xx answer completes the delivery; anything else
+ * schedules the next attempt with exponential backoff and jitter; a failed delivery whose next
+ * attempt would fall after the retry window goes to the dead-letter (`failed`). A partner that
+ * cannot be reached ends the pass. One pass per partner at a time (a lock).
  * @param medplum - The client.
  * @param partner - The partner.
  * @param now - The current time, ms.
  * @returns Counts.
  */
 export async function deliverPending(medplum: MedplumClient, partner: Partner, now = Date.now()): Promise<DeliveryReport> {
+  if (partner.secrets.length === 0) {
+    return { delivered: 0, failed: 0, deadLettered: 0, waiting: 0, skipped: 'no valid signing secret: deliveries wait' };
+  }
   const lease = await acquireLock(medplum, LockKind.partnerDelivery, partner.endpoint.replace('/', '-'), 'Bot/partner-delivery');
   if (!lease) {
     return { delivered: 0, failed: 0, deadLettered: 0, waiting: 0, skipped: 'another pass is delivering to this partner' };
   }
+  const started = Date.now();
   try {
     const pending = await medplum.searchResources('Task', {
       code: `${DELIVERY_TASK_CODE.system}|${DELIVERY_TASK_CODE.code}`,
@@ -116,16 +126,8 @@ export async function deliverPending(medplum: MedplumClient, partner: Partner, n
     const report = { delivered: 0, failed: 0, deadLettered: 0, waiting: 0 };
     for (const task of pending) {
       const resource = inputOf(task, 'resource') ?? '';
-      if (blocked.has(resource)) {
-        report.waiting++;
-        continue;
-      }
-      if (Date.parse(task.restriction?.period?.end ?? '') < now) {
-        await settle(medplum, task, 'failed', 'dead-letter', `not delivered within the retry window (${attemptsOf(task)} attempts): ${task.businessStatus?.text ?? ''}`);
-        report.deadLettered++;
-        continue;
-      }
-      if (Date.parse(nextAttemptOf(task) ?? '') > now) {
+      const settled = Date.parse(task.authoredOn ?? '') <= now - partner.settleMs;
+      if (blocked.has(resource) || !settled || Date.parse(nextAttemptOf(task) ?? '') > now || Date.now() - started > PASS_BUDGET_MS) {
         blocked.add(resource);
         report.waiting++;
         continue;
@@ -135,11 +137,20 @@ export async function deliverPending(medplum: MedplumClient, partner: Partner, n
       if (answer.ok) {
         await settle(medplum, task, 'completed', 'delivered', `delivered on attempt ${attempts} (HTTP ${answer.status})`, attempts);
         report.delivered++;
+        continue;
+      }
+      const delay = Math.min(partner.retryBaseMs * 2 ** (attempts - 1) * (0.8 + Math.random() * 0.4), MAX_BACKOFF_MS);
+      if (now + delay > Date.parse(task.restriction?.period?.end ?? '')) {
+        await settle(medplum, task, 'failed', 'dead-letter', `not delivered within the retry window (${attempts} attempt(s), last: ${answer.reason})`, attempts);
+        report.deadLettered++;
       } else {
-        const delay = Math.min(partner.retryBaseMs * 2 ** (attempts - 1), MAX_BACKOFF_MS) * (0.8 + Math.random() * 0.4);
         await reschedule(medplum, task, attempts, new Date(now + delay).toISOString(), `attempt ${attempts} failed: ${answer.reason}`);
-        blocked.add(resource);
         report.failed++;
+      }
+      blocked.add(resource);
+      if (answer.unreachable) {
+        // The partner is down: the other events would fail the same way.
+        break;
       }
     }
     return report;
@@ -148,20 +159,23 @@ export async function deliverPending(medplum: MedplumClient, partner: Partner, n
   }
 }
 
-async function post(partner: Partner, task: WithId<Task>): Promise<{ ok: true; status: number } | { ok: false; reason: string }> {
+async function post(partner: Partner, task: WithId<Task>): Promise<{ ok: true; status: number } | { ok: false; reason: string; unreachable: boolean }> {
   const body = inputOf(task, 'payload') ?? '';
   const headers = {
     'content-type': 'application/fhir+json',
     ...signStandardWebhook({ id: task.id, timestamp: new Date(), body, secrets: partner.secrets }),
     'x-signature': medplumSignature(partner.secrets[0], body),
+    'x-medplum-interaction': inputOf(task, 'interaction') ?? 'update',
   };
   try {
     const response = await fetch(partner.url, { method: 'POST', headers, body, redirect: 'manual', ...timeoutOption(DELIVERY_TIMEOUT_MS) });
     await response.text().catch(() => undefined);
-    return response.status >= 200 && response.status < 300 ? { ok: true, status: response.status } : { ok: false, reason: `HTTP ${response.status}` };
+    return response.status >= 200 && response.status < 300 ? { ok: true, status: response.status } : { ok: false, reason: `HTTP ${response.status}`, unreachable: false };
   } catch (err) {
-    // The URL and headers are left out of the reason: they may carry credentials.
-    return { ok: false, reason: (err as Error).name === 'AbortError' ? `no answer within ${DELIVERY_TIMEOUT_MS / 1000} s` : `connection failed (${(err as { code?: string }).code ?? normalizeErrorString(err).slice(0, 80)})` };
+    // Only the kind of failure is kept: fetch error texts carry the URL, which may hold a token.
+    const { name, type, code } = err as { name?: string; type?: string; code?: string };
+    const timedOut = type === 'request-timeout' || name === 'TimeoutError' || name === 'AbortError';
+    return { ok: false, reason: timedOut ? `no answer within ${DELIVERY_TIMEOUT_MS / 1000} s` : `connection failed (${code ?? type ?? name ?? 'error'})`, unreachable: true };
   }
 }
 
@@ -208,12 +222,15 @@ function nextAttemptOf(task: Task): string | undefined {
 /**
  * Puts a dead-lettered delivery back in the queue with a fresh retry window.
  * @param medplum - The client.
- * @param taskId - The delivery Task.
+ * @param taskId - The delivery Task (it must be a dead-lettered partner delivery).
  * @param windowMs - The new retry window.
  * @returns The Task.
  */
 export async function replayDelivery(medplum: MedplumClient, taskId: string, windowMs: number): Promise<WithId<Task>> {
   const task = await medplum.readResource('Task', taskId);
+  if (!task.code?.coding?.some((c) => c.system === DELIVERY_TASK_CODE.system && c.code === DELIVERY_TASK_CODE.code) || task.status !== 'failed') {
+    throw new Error(`Task/${taskId} is not a dead-lettered partner delivery`);
+  }
   const now = new Date();
   return medplum.updateResource<Task>({
     ...task,

@@ -6,33 +6,43 @@ import { LOCK_CODE_SYSTEM, LockKind } from '../fhir/lock.ts';
 import { DELIVERY_TASK_CODE } from './delivery.ts';
 import { PARTNER_WEBHOOK_CONNECTION, PartnerExtension, readPartner } from './partner.ts';
 import { withoutHiddenFields } from './route.ts';
+import { generateWebhookSecret } from './standard-webhooks.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const json = <T>(path: string): T => JSON.parse(readFileSync(join(ROOT, path), 'utf8')) as T;
 const example = json<Endpoint>('seed/partner-acme-analytics.json');
 
 describe('readPartner', () => {
+  const current = generateWebhookSecret();
+  const previous = generateWebhookSecret();
+
   test('reads the repository example, with the current and the previous secret', () => {
     const result = readPartner({ ...example, id: 'p1' }, {
-      PARTNER_ACME_ANALYTICS_SECRET: { name: 'PARTNER_ACME_ANALYTICS_SECRET', valueString: 'whsec_current' },
-      PARTNER_ACME_ANALYTICS_SECRET_PREVIOUS: { name: 'PARTNER_ACME_ANALYTICS_SECRET_PREVIOUS', valueString: 'whsec_previous' },
+      PARTNER_ACME_ANALYTICS_SECRET: { name: 'PARTNER_ACME_ANALYTICS_SECRET', valueString: current },
+      PARTNER_ACME_ANALYTICS_SECRET_PREVIOUS: { name: 'PARTNER_ACME_ANALYTICS_SECRET_PREVIOUS', valueString: previous },
     });
     expect(result).toEqual({
+      problems: [],
       partner: expect.objectContaining({
         endpoint: 'Endpoint/p1',
         url: 'https://hooks.acme-analytics.example/medplum',
-        secrets: ['whsec_current', 'whsec_previous'],
+        secrets: [current, previous],
         payload: 'notification-bundle',
         retryWindowMs: 72 * 3600_000,
         retryBaseMs: 30_000,
+        settleMs: 15_000,
         accessPolicy: '{{AccessPolicy/partner-acme-analytics}}',
       }),
     });
   });
 
-  test('the previous secret is optional; the current one is not; problems name secrets, never values', () => {
-    const onlyCurrent = readPartner({ ...example, id: 'p1' }, { PARTNER_ACME_ANALYTICS_SECRET: { name: 'PARTNER_ACME_ANALYTICS_SECRET', valueString: 'whsec_x' } });
-    expect('partner' in onlyCurrent && onlyCurrent.partner.secrets).toEqual(['whsec_x']);
+  test('a missing or malformed secret is a problem, but the partner is still read (its events wait); values never appear', () => {
+    const onlyCurrent = readPartner({ ...example, id: 'p1' }, { PARTNER_ACME_ANALYTICS_SECRET: { name: 'PARTNER_ACME_ANALYTICS_SECRET', valueString: current } });
+    expect(onlyCurrent.partner?.secrets).toEqual([current]);
+    expect(onlyCurrent.problems).toEqual([]);
+    const malformed = readPartner({ ...example, id: 'p1' }, { PARTNER_ACME_ANALYTICS_SECRET: { name: 'PARTNER_ACME_ANALYTICS_SECRET', valueString: 'not-a-secret' } });
+    expect(malformed.partner?.secrets).toEqual([]);
+    expect(malformed.problems).toEqual(['Endpoint/p1: the bot secret PARTNER_ACME_ANALYTICS_SECRET is not a Standard Webhooks secret (whsec_ and base64 of at least 24 bytes)']);
     expect(readPartner({ ...example, id: 'p1', address: 'ftp://x' }, {})).toEqual({
       problems: ["Endpoint/p1: address must be the partner's http(s) URL", 'Endpoint/p1: the bot secret PARTNER_ACME_ANALYTICS_SECRET is not set'],
     });

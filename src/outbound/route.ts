@@ -1,26 +1,50 @@
 import type { BotEvent, MedplumClient, WithId } from '@medplum/core';
 import { normalizeErrorString, satisfiedAccessPolicy } from '@medplum/core';
 import type { AccessPolicy, AccessPolicyResource, Endpoint, Resource } from '@medplum/fhirtypes';
+import { setTimeout as sleepMs } from 'node:timers/promises';
+import { classifyFailure } from '../fhir/failures.ts';
 import type { DeliveryReport } from './delivery.ts';
 import { deliverPending, enqueueDelivery } from './delivery.ts';
 import type { Partner } from './partner.ts';
 import { PARTNER_WEBHOOK_CONNECTION, PartnerExtension, readPartner } from './partner.ts';
 
 /** What routing one change did. */
-export type RouteResult =
-  | { routed: false; reason: string }
-  | { routed: true; partner: string; delivery: string; report: DeliveryReport };
+export type RouteResult = { routed: false; reason: string } | { routed: true; partner: string; delivery: string; problems: string[] };
+
+/** Attempts of the routing step when the server fails or throttles (the worker does not retry a bot). */
+const ROUTE_ATTEMPTS = 4;
 
 /**
  * Routes a change to its partner: the Subscription that fired (header `X-Medplum-Subscription`)
- * names the partner Endpoint; the change is delivered only when the partner's AccessPolicy lets
- * it read the resource (its scope); it is recorded as a delivery and the partner's pending
- * deliveries are attempted at once (the cron pass retries what fails).
+ * names the partner Endpoint; the change is queued as a delivery when the partner's AccessPolicy
+ * lets it read the resource (its scope), without what the policy hides. The `partner-delivery`
+ * bot sends it. A partner whose Endpoint is `off` receives nothing; one whose signing secret is
+ * missing still gets its events queued, to be sent once the secret is set. The stock subscription
+ * worker does not retry a bot that fails, so server failures and throttling are retried here.
  * @param medplum - The client (the routing bot's identity).
  * @param event - The subscription event: the resource, the rest-hook headers, the bot secrets.
+ * @param sleep - Waits between attempts; tests replace it.
  * @returns What was done.
  */
-export async function routeChange(medplum: MedplumClient, event: BotEvent<Resource | { deletedResource?: Resource }>): Promise<RouteResult> {
+export async function routeChange(
+  medplum: MedplumClient,
+  event: BotEvent<Resource | { deletedResource?: Resource }>,
+  sleep: (ms: number) => Promise<unknown> = sleepMs
+): Promise<RouteResult> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await routeOnce(medplum, event);
+    } catch (err) {
+      const kind = classifyFailure(err);
+      if (attempt >= ROUTE_ATTEMPTS || kind === 'refused') {
+        throw err;
+      }
+      await sleep(500 * 2 ** (attempt - 1));
+    }
+  }
+}
+
+async function routeOnce(medplum: MedplumClient, event: BotEvent<Resource | { deletedResource?: Resource }>): Promise<RouteResult> {
   const subscriptionId = header(event, 'x-medplum-subscription');
   const interaction = (header(event, 'x-medplum-interaction') ?? 'update') as 'create' | 'update' | 'delete';
   const resource = ('deletedResource' in event.input ? event.input.deletedResource : event.input) as WithId<Resource> | undefined;
@@ -33,27 +57,28 @@ export async function routeChange(medplum: MedplumClient, event: BotEvent<Resour
     return { routed: false, reason: `Subscription/${subscriptionId} names no partner Endpoint (${PartnerExtension.endpoint})` };
   }
   const endpoint = await medplum.readReference<Endpoint>({ reference: endpointRef });
-  const partner = activePartner(endpoint, event.secrets);
-  if ('reason' in partner) {
-    return { routed: false, reason: partner.reason };
+  if (endpoint.status === 'off') {
+    return { routed: false, reason: `Endpoint/${endpoint.id} is off: not sent` };
   }
-  const scope = await scopeFor(medplum, partner.partner, resource);
+  const { partner, problems } = readPartner(endpoint, event.secrets);
+  if (!partner) {
+    return { routed: false, reason: problems.join('; ') };
+  }
+  const scope = await scopeFor(medplum, partner, resource);
   if (!scope) {
-    return { routed: false, reason: `${resource.resourceType}/${resource.id} is outside ${partner.partner.endpoint}'s AccessPolicy: not sent` };
+    return { routed: false, reason: `${resource.resourceType}/${resource.id} is outside ${partner.endpoint}'s AccessPolicy: not sent` };
   }
-  const delivery = await enqueueDelivery(medplum, partner.partner, {
+  const delivery = await enqueueDelivery(medplum, partner, {
     subscription: `Subscription/${subscription.id}`,
     // What the partner's policy hides (its hiddenFields) is not sent.
     resource: withoutHiddenFields(resource, scope.hiddenFields ?? []),
     interaction,
-    baseUrl: medplum.fhirUrl().toString().replace(/\/$/, ''),
   });
-  const report = await deliverPending(medplum, partner.partner);
-  return { routed: true, partner: partner.partner.endpoint, delivery: `Task/${delivery.id}`, report };
+  return { routed: true, partner: partner.endpoint, delivery: `Task/${delivery.id}`, problems };
 }
 
 /**
- * The cron pass: retries every active partner's pending deliveries that are due.
+ * The delivery pass (cron): sends every active partner's pending deliveries that are due.
  * @param medplum - The client.
  * @param secrets - The bot secrets.
  * @returns One report per partner.
@@ -66,26 +91,18 @@ export async function deliverAllPartners(medplum: MedplumClient, secrets: BotEve
   });
   const reports: Record<string, DeliveryReport | { error: string }> = {};
   for (const endpoint of endpoints) {
-    const read = readPartner(endpoint, secrets);
-    if ('problems' in read) {
-      reports[`Endpoint/${endpoint.id}`] = { error: read.problems.join('; ') };
+    const { partner, problems } = readPartner(endpoint, secrets);
+    if (!partner || partner.secrets.length === 0) {
+      reports[`Endpoint/${endpoint.id}`] = { error: problems.join('; ') };
       continue;
     }
     try {
-      reports[read.partner.endpoint] = await deliverPending(medplum, read.partner);
+      reports[partner.endpoint] = await deliverPending(medplum, partner);
     } catch (err) {
-      reports[read.partner.endpoint] = { error: normalizeErrorString(err) };
+      reports[partner.endpoint] = { error: normalizeErrorString(err) };
     }
   }
   return reports;
-}
-
-function activePartner(endpoint: WithId<Endpoint>, secrets: BotEvent['secrets']): { partner: Partner } | { reason: string } {
-  if (endpoint.status !== 'active') {
-    return { reason: `Endpoint/${endpoint.id} is ${endpoint.status}: not sent` };
-  }
-  const read = readPartner(endpoint, secrets);
-  return 'problems' in read ? { reason: read.problems.join('; ') } : read;
 }
 
 /**

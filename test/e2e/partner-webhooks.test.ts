@@ -50,6 +50,7 @@ async function createPartner(name: string, url: string, secretName: string, wind
       { url: PartnerExtension.secretNames, valueString: secretName },
       { url: PartnerExtension.retryWindowHours, valueDecimal: windowHours },
       { url: PartnerExtension.retryBaseSeconds, valueDecimal: 0 },
+      { url: PartnerExtension.settleSeconds, valueDecimal: 0 },
       { url: PartnerExtension.accessPolicy, valueReference: { reference: `AccessPolicy/${scope.id}` } },
     ],
   });
@@ -112,13 +113,12 @@ describe('partner webhooks', () => {
       const a2 = await client.updateResource<Observation>({ ...a, valueQuantity: { value: 4.4 } });
       const b = await client.createResource<Observation>({ resourceType: 'Observation', status: 'final', category: [LAB], code: { text: 'Sodium' }, valueQuantity: { value: 140 } });
       await client.createResource<Observation>({ resourceType: 'Observation', status: 'final', category: [VITALS], code: { text: 'Pulse' }, valueQuantity: { value: 70 } });
+      await waitFor('three deliveries queued', async () => ((await deliveries(partner)).length === 3 ? true : undefined), 20_000);
       // While the partner is down: A's first version and B are tried and wait for a retry; A's
       // second version is not tried at all (it may not overtake the first).
-      const pending = await waitFor('deliveries tried while the partner is down', async () => {
-        const tasks = await deliveries(partner);
-        const tried = tasks.filter((t) => t.status === 'requested' && t.businessStatus?.coding?.[0]?.code === 'retrying');
-        return tasks.length === 3 && tried.length === 2 ? tasks : undefined;
-      }, 20_000);
+      await deliveryPass();
+      const pending = await deliveries(partner);
+      expect(pending.filter((t) => t.businessStatus?.coding?.[0]?.code === 'retrying')).toHaveLength(2);
       const untried = pending.find((t) => !t.businessStatus);
       expect(untried?.focus?.reference).toBe(`Observation/${a.id}/_history/${a2.meta?.versionId}`);
       const failedIds = new Set(receiver.received.map((r) => r.headers['webhook-id']));
@@ -168,6 +168,8 @@ describe('partner webhooks', () => {
         return tasks.some((t) => t.status === 'failed') ? tasks : undefined;
       }, 20_000);
       expect(task.businessStatus?.coding?.[0]?.code).toBe('dead-letter');
+      // Dead-lettered after a failed attempt, never before one.
+      expect(task.businessStatus?.text).toMatch(/\(1 attempt\(s\), last: HTTP 500\)/);
       const lines: string[] = [];
       const io = { log: (line: string) => lines.push(line), error: (line: string) => lines.push(line) };
       const hub = { client, baseUrl: target.baseUrl, projectId: (client.getProject() as { id: string }).id };
