@@ -139,7 +139,7 @@ export async function deliverPending(medplum: MedplumClient, partner: Partner, n
         report.delivered++;
         continue;
       }
-      const delay = Math.min(partner.retryBaseMs * 2 ** (attempts - 1) * (0.8 + Math.random() * 0.4), MAX_BACKOFF_MS);
+      const delay = retryDelay(partner.retryBaseMs, attempts, Math.random());
       if (now + delay > Date.parse(task.restriction?.period?.end ?? '')) {
         await settle(medplum, task, 'failed', 'dead-letter', `not delivered within the retry window (${attempts} attempt(s), last: ${answer.reason})`, attempts);
         report.deadLettered++;
@@ -157,6 +157,17 @@ export async function deliverPending(medplum: MedplumClient, partner: Partner, n
   } finally {
     await releaseLock(medplum, lease);
   }
+}
+
+/**
+ * @param baseMs - The partner's first retry delay.
+ * @param attempts - Attempts made so far (1 after the first failure).
+ * @param random - A number in [0, 1): the jitter (±20 %), so partners coming back up are not hit
+ * by every queued delivery at the same instant.
+ * @returns The wait before the next attempt: the base doubled per attempt, jittered, at most an hour.
+ */
+export function retryDelay(baseMs: number, attempts: number, random: number): number {
+  return Math.min(baseMs * 2 ** (attempts - 1) * (0.8 + random * 0.4), MAX_BACKOFF_MS);
 }
 
 async function post(partner: Partner, task: WithId<Task>): Promise<{ ok: true; status: number } | { ok: false; reason: string; unreachable: boolean }> {
