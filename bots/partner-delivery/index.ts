@@ -1,6 +1,6 @@
 import type { BotEvent, MedplumClient } from '@medplum/core';
 import type { Bot } from '@medplum/fhirtypes';
-import type { DeliveryReport } from '../../src/outbound/delivery.ts';
+import type { QueueReport as DeliveryReport } from '../../src/outbound/queue.ts';
 import { deliverAllPartners } from '../../src/outbound/route.ts';
 
 /**

@@ -2,7 +2,8 @@ import type { WithId } from '@medplum/core';
 import type { Task } from '@medplum/fhirtypes';
 import type { Target, TargetOptions } from '../deploy/target.ts';
 import { connectTarget } from '../deploy/target.ts';
-import { DELIVERY_STATE_SYSTEM, DELIVERY_TASK_CODE, replayDelivery } from '../outbound/delivery.ts';
+import { DELIVERY_TASK_CODE, replayDelivery } from '../outbound/delivery.ts';
+import { DELIVERY_STATE_SYSTEM } from '../outbound/queue.ts';
 
 export const PARTNERS_USAGE = `Usage: hub partners <command>
 

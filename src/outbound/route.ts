@@ -3,7 +3,7 @@ import { normalizeErrorString, satisfiedAccessPolicy } from '@medplum/core';
 import type { AccessPolicy, AccessPolicyResource, Endpoint, Resource } from '@medplum/fhirtypes';
 import { setTimeout as sleepMs } from 'node:timers/promises';
 import { classifyFailure } from '../fhir/failures.ts';
-import type { DeliveryReport } from './delivery.ts';
+import type { QueueReport as DeliveryReport } from './queue.ts';
 import { deliverPending, enqueueDelivery } from './delivery.ts';
 import type { Partner } from './partner.ts';
 import { PARTNER_WEBHOOK_CONNECTION, PartnerExtension, readPartner } from './partner.ts';

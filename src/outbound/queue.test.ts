@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { retryDelay } from './delivery.ts';
+import { retryDelay } from './queue.ts';
 
 describe('retryDelay', () => {
   test('doubles per attempt from the base, within ±20 %, never over an hour', () => {
