@@ -6,8 +6,12 @@ import { Hl7Connection } from '@medplum/hl7';
 import { createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { AGENT_CLIENT_EXTENSION } from '../constants.ts';
+import type { AgentReply, AgentTransmitRequest } from './agent-messages.ts';
+import type { PingCommand } from './agent-ping.ts';
+import { pingHost } from './agent-ping.ts';
 import type { AuthService } from './auth.ts';
 import type { BotExecutor } from './bots/executor.ts';
+import { DeviceClients } from './device-clients.ts';
 import type { AppLevelAckMode, ChannelSettings, EnhancedMode } from './mllp-endpoint.ts';
 import { APP_LEVEL_ACK_CODES, parseMllpAddress, shouldSendAppLevelAck } from './mllp-endpoint.ts';
 import { MAX_SEARCH_COUNT } from './repo.ts';
@@ -29,6 +33,10 @@ export interface AgentBridgeOptions {
   readonly auth: AuthService;
   /** Maps an Endpoint's configured MLLP port to the port to listen on (tests pass () => 0 for a free port). */
   readonly mllpPort?: (configuredPort: number) => number;
+  /** The ping behind `x-application/ping` pushes; the operating system's `ping` by default. */
+  readonly ping?: PingCommand;
+  /** Idle time before an outbound device connection without keepAlive is closed (tests shorten it). */
+  readonly deviceIdleTimeoutMs?: number;
   readonly log?: (message: string) => void;
 }
 
@@ -86,16 +94,23 @@ interface RunningChannel {
  * received message runs the channel's target Bot as the agent's ClientApplication membership, and
  * the bot's answer is written back to the sending connection under the stock agent's rules
  * (status >= 400 and non-HL7 answers are dropped, enhanced mode and `appLevelAck` decide which
- * application ACKs are forwarded).
+ * application ACKs are forwarded). Outbound, {@link push} is the agent's side of `Agent/$push`.
  */
 export class AgentBridge {
   private readonly options: AgentBridgeOptions;
   private readonly channels = new Map<string, RunningChannel>();
+  /**
+   * Each Agent as of its last (re)load: the stock agent checks its status and `keepAlive` against
+   * the config it last read, not the stored Agent, until `$reload-config`.
+   */
+  private readonly loaded = new Map<string, WithId<Agent>>();
+  private readonly devices: DeviceClients;
   /** Serialises start/reload/stop so two `$reload-config` calls never race on the same ports. */
   private lock: Promise<void> = Promise.resolve();
 
   constructor(options: AgentBridgeOptions) {
     this.options = options;
+    this.devices = new DeviceClients({ log: options.log, idleTimeoutMs: options.deviceIdleTimeoutMs });
   }
 
   /** Opens the channels of every Agent whose status is not 'off'. */
@@ -129,8 +144,34 @@ export class AgentBridge {
   /** Closes every listener and connection. Bounded: in-flight runs get {@link DRAIN_TIMEOUT_MS}. */
   async stop(): Promise<void> {
     await this.exclusive(async () => {
-      await Promise.all([...this.channels.values()].map((channel) => this.stopChannel(channel)));
+      await Promise.all([
+        ...[...this.channels.values()].map((channel) => this.stopChannel(channel)),
+        this.devices.close(),
+      ]);
     });
+  }
+
+  /**
+   * The stock agent's handling of an `agent:transmit:request` from `Agent/$push`: refused unless
+   * the Agent's loaded status is 'active' (PING included: the server lets PING through for an
+   * Agent that is 'off', the agent does not), PING runs the ping command, anything else is sent
+   * to the device as HL7 ({@link DeviceClients.push}). The local runtime acts as an agent that is
+   * always connected; an Agent never loaded (created after start, no `$reload-config` yet) is
+   * taken as stored, as an agent starting now would read it.
+   * @param agent - The Agent as the server read it.
+   * @param request - The push.
+   * @returns The agent's reply, or undefined when it drops the push without answering.
+   */
+  async push(agent: WithId<Agent>, request: AgentTransmitRequest): Promise<AgentReply | undefined> {
+    const config = this.loaded.get(agent.id) ?? agent;
+    if (config.status !== 'active') {
+      this.log(`[push] Agent/${agent.id}: loaded Agent.status is '${config.status}', not 'active'; push to ${request.remote} refused`);
+      return { statusCode: 400, contentType: ContentType.TEXT, body: 'Agent.status is currently set to off' };
+    }
+    if (request.contentType === ContentType.PING) {
+      return pingHost(request.remote, request.body, this.options.ping);
+    }
+    return this.devices.push(agent.id, request.remote, request.body, keepAliveOf(config));
   }
 
   /** @returns The open listeners. */
@@ -194,6 +235,16 @@ export class AgentBridge {
    * @param agent - The Agent as stored now; undefined when it was deleted.
    */
   private async applyAgent(agentId: string, agent: WithId<Agent> | undefined): Promise<void> {
+    const previous = this.loaded.get(agentId);
+    if (agent) {
+      this.loaded.set(agentId, agent);
+    } else {
+      this.loaded.delete(agentId);
+    }
+    // As the stock agent: a keepAlive change resets its outbound connections.
+    if (!agent || (previous && keepAliveOf(previous) !== keepAliveOf(agent))) {
+      await this.devices.closeOwner(agentId);
+    }
     const running = [...this.channels.values()].filter((c) => c.agentId === agentId);
     const desired = agent ? await this.desiredChannels(agent) : [];
     const wanted = new Map(desired.map((d) => [d.name, d]));
@@ -550,6 +601,14 @@ export class AgentBridge {
     await withTimeout(closed, CLOSE_TIMEOUT_MS);
     this.log(`[HL7:${channel.name}] stopped (was listening on ${MLLP_HOST}:${channel.port})`);
   }
+}
+
+/**
+ * @param agent - An Agent.
+ * @returns Its `keepAlive` setting (persistent outbound connections), false when unset.
+ */
+function keepAliveOf(agent: Agent): boolean {
+  return agent.setting?.find((setting) => setting.name === 'keepAlive')?.valueBoolean ?? false;
 }
 
 /** The error text of a failed run's JSON body (an OperationOutcome), bounded, never the message. */

@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AdminApi } from './admin.ts';
 import { AgentBridge } from './agent-bridge.ts';
+import type { PingCommand } from './agent-ping.ts';
 import type { AuthState } from './auth.ts';
 import { AuthService } from './auth.ts';
 import { BinaryStorage } from './binary-storage.ts';
@@ -40,6 +41,10 @@ export interface LocalRuntimeOptions {
   readonly maxJsonSize?: number;
   /** Maps an Endpoint's MLLP port to the port to listen on (tests use `() => 0`). */
   readonly mllpPort?: (configuredPort: number) => number;
+  /** The ping behind `Agent/$push` with `x-application/ping`; the operating system's `ping` by default. */
+  readonly agentPing?: PingCommand;
+  /** Idle time before an `Agent/$push` device connection without keepAlive closes; stock 10 s. */
+  readonly deviceIdleTimeoutMs?: number;
   /** Scales subscription retry delays; 1 is the stock schedule. */
   readonly subscriptionBackoffScale?: number;
   /** Operational log lines (never PHI). */
@@ -83,6 +88,8 @@ export class LocalRuntime {
   private port = 0;
   private projectId = '';
   private adminClient?: AdminClientCredentials;
+  /** Aborted on stop, so that calls still waiting (an `Agent/$push` reply) end. */
+  private lifetime = new AbortController();
   private services?: {
     auth: AuthService;
     executor: BotExecutor;
@@ -105,6 +112,7 @@ export class LocalRuntime {
    */
   async start(): Promise<this> {
     loadFhirDefinitions();
+    this.lifetime = new AbortController();
     const server = createServer(createRequestListener(this));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -131,7 +139,15 @@ export class LocalRuntime {
     });
     const cron = new CronScheduler({ systemRepo: bootstrapRepo, executor, auth, log });
     const admin = new AdminApi({ repoForProject: (id) => this.systemRepoFor(id), binaries: this.binaries });
-    const agents = new AgentBridge({ systemRepo: bootstrapRepo, executor, auth, mllpPort: this.options.mllpPort, log });
+    const agents = new AgentBridge({
+      systemRepo: bootstrapRepo,
+      executor,
+      auth,
+      mllpPort: this.options.mllpPort,
+      ping: this.options.agentPing,
+      deviceIdleTimeoutMs: this.options.deviceIdleTimeoutMs,
+      log,
+    });
     this.services = { auth, executor, subscriptions, cron, admin, agents };
 
     this.registerOperations();
@@ -150,6 +166,7 @@ export class LocalRuntime {
 
   /** Stops listening and cancels background work. */
   async stop(): Promise<void> {
+    this.lifetime.abort();
     this.services?.subscriptions.stop();
     this.services?.cron.stop();
     await this.services?.agents.stop();
@@ -158,6 +175,11 @@ export class LocalRuntime {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  }
+
+  /** @returns A signal aborted when the runtime stops. */
+  get stopSignal(): AbortSignal {
+    return this.lifetime.signal;
   }
 
   /** @returns The server base URL, ending with a slash, e.g. `http://127.0.0.1:8103/`. */

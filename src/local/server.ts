@@ -12,6 +12,7 @@ import {
 import type { FhirRequest, HttpMethod } from '@medplum/fhir-router';
 import type { Binary, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { agentPushOperation } from './agent-push.ts';
 import { rewriteAttachmentUrls } from './attachments.ts';
 import type { AuthState } from './auth.ts';
 import { OAuthError } from './auth.ts';
@@ -29,6 +30,7 @@ const BINARY_BODY_LIMIT = 100 * 1024 * 1024;
 
 const FHIR_PREFIX = '/fhir/R4';
 const EXECUTE_PATH = /^\/fhir\/R4\/Bot(?:\/([^/$]+))?\/\$execute(?:\/.*)?$/;
+const PUSH_PATH = /^\/fhir\/R4\/Agent(?:\/([^/$]+))?\/\$push$/;
 
 /**
  * Builds the request listener of the local runtime's HTTP server: the stock server's paths for
@@ -183,6 +185,23 @@ async function handleFhir(
         headers: req.headers,
         traceId,
       }
+    );
+    if (typeof result.body === 'string') {
+      sendBytes(res, result.status, result.body, result.contentType);
+    } else {
+      sendJson(res, result.status, result.body, result.contentType);
+    }
+    return;
+  }
+
+  // The stock server routes `$push` (POST only) outside its FhirRouter, like `$execute`: the
+  // answer can be the agent's raw reply rather than a resource.
+  const push = PUSH_PATH.exec(FHIR_PREFIX + '/' + fhirPath);
+  if (push && method === 'POST') {
+    const body = await readBody(req, bodyLimit(runtime, mediaType));
+    const result = await agentPushOperation(
+      { repo, transmit: (agent, request) => runtime.agents.push(agent, request), signal: runtime.stopSignal, log: runtime.options.log },
+      { agentId: push[1], query, body: body.value }
     );
     if (typeof result.body === 'string') {
       sendBytes(res, result.status, result.body, result.contentType);
