@@ -14,6 +14,8 @@ export const LockKind = {
   sftpSource: 'sftp-source',
   /** One delivery pass per partner at a time (in order); the key is the partner Endpoint. */
   partnerDelivery: 'partner-delivery',
+  /** One sending pass per lab interface at a time (in order); the key is the Device. */
+  labOrders: 'lab-orders',
 } as const;
 export type LockKindCode = (typeof LockKind)[keyof typeof LockKind];
 /** Identifier system of a lock: `<kind>/<key>` (one lock per kind and key). */
