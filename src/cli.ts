@@ -6,6 +6,7 @@ import { findManagedClient, runDeploy } from './commands/deploy.ts';
 import { runHl7Command } from './commands/hl7.ts';
 import { runMetriportCommand } from './commands/metriport.ts';
 import { runPartnersCommand } from './commands/partners.ts';
+import { LAB_ORDER_TASK_CODE } from './outbound/lab-orders.ts';
 import { describeRuntime, startHub } from './commands/start.ts';
 import { initDockerEnv } from './deploy/env-file.ts';
 import { targetFromEnv } from './deploy/target.ts';
@@ -29,6 +30,8 @@ const USAGE = `Usage: hub <command>
                         outcome; process recorded messages again
   partners deliveries [--dead-letter] [--limit N] | replay <Task id ...> [--window-hours H]
                         deliveries to partners and their dead-letter; send dead letters again
+  labs deliveries [--dead-letter] [--limit N] | replay <Task id ...> [--window-hours H]
+                        orders to labs and their dead-letter; send dead letters again
   env:init              create or complete .env for the Docker stack (generated secrets)
 `;
 
@@ -92,6 +95,9 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'partners': {
       return runPartnersCommand(targetFromEnv(process.env), args, { log, error: (line) => console.error(line) });
+    }
+    case 'labs': {
+      return runPartnersCommand(targetFromEnv(process.env), args, { log, error: (line) => console.error(line) }, LAB_ORDER_TASK_CODE);
     }
     case 'env:init': {
       const result = await initDockerEnv(join(root, '.env'));

@@ -1,16 +1,17 @@
 import type { WithId } from '@medplum/core';
-import type { Task } from '@medplum/fhirtypes';
+import type { Coding, Task } from '@medplum/fhirtypes';
 import type { Target, TargetOptions } from '../deploy/target.ts';
 import { connectTarget } from '../deploy/target.ts';
-import { DELIVERY_TASK_CODE, replayDelivery } from '../outbound/delivery.ts';
-import { DELIVERY_STATE_SYSTEM } from '../outbound/queue.ts';
+import { DELIVERY_TASK_CODE } from '../outbound/delivery.ts';
+import { DELIVERY_STATE_SYSTEM, replayQueued } from '../outbound/queue.ts';
 
-export const PARTNERS_USAGE = `Usage: hub partners <command>
+export const PARTNERS_USAGE = `Usage: hub partners <command>   (or hub labs <command> for orders to labs)
 
   deliveries [--dead-letter] [--limit N]
-                           deliveries to partners, newest first (event, partner, state, attempts)
+                           deliveries to partners (hub labs: orders to labs), newest first
+                           (event, destination, state, attempts)
   replay <Task id ...> [--window-hours H]
-                           send dead-lettered deliveries again, with a new retry window (default 72 h)
+                           send dead letters again, with a new retry window (default 72 h)
 `;
 
 /** Options of {@link runPartnersCommand}. */
@@ -20,13 +21,20 @@ export interface PartnersCommandOptions {
 }
 
 /**
- * `hub partners ...`: the partner delivery queue and its dead-letter on the target.
+ * `hub partners ...` and `hub labs ...`: an outbound queue (deliveries to partners, orders to
+ * labs) and its dead-letter on the target.
  * @param target - A connected target, the options to connect with, or why there is none.
  * @param args - Arguments after `partners`.
  * @param options - Output.
+ * @param queue - The queue's Task code (partner deliveries by default).
  * @returns The exit code (2 for a usage error).
  */
-export async function runPartnersCommand(target: Target | TargetOptions | string, args: readonly string[], options: PartnersCommandOptions): Promise<number> {
+export async function runPartnersCommand(
+  target: Target | TargetOptions | string,
+  args: readonly string[],
+  options: PartnersCommandOptions,
+  queue: Coding = DELIVERY_TASK_CODE
+): Promise<number> {
   const [command, ...rest] = args;
   const number = (flag: string, fallback: number): number => {
     const index = rest.indexOf(flag);
@@ -46,7 +54,7 @@ export async function runPartnersCommand(target: Target | TargetOptions | string
   const { client } = 'client' in target ? target : await connectTarget(target);
   if (command === 'deliveries') {
     const tasks = await client.searchResources('Task', {
-      code: `${DELIVERY_TASK_CODE.system}|${DELIVERY_TASK_CODE.code}`,
+      code: `${queue.system}|${queue.code}`,
       ...(rest.includes('--dead-letter') ? { status: 'failed' } : {}),
       _sort: '-_lastUpdated',
       _count: String(limit),
@@ -55,8 +63,8 @@ export async function runPartnersCommand(target: Target | TargetOptions | string
     return 0;
   }
   for (const id of ids) {
-    await replayDelivery(client, id, windowHours * 3600_000);
-    options.log(`Task/${id}: queued again (retry window ${windowHours} h); the partner-delivery bot sends it within a minute`);
+    await replayQueued(client, id, queue, windowHours * 3600_000);
+    options.log(`Task/${id}: queued again (retry window ${windowHours} h); it is sent within a minute`);
   }
   return 0;
 }

@@ -7,7 +7,7 @@ import { timeoutOption } from '../net/fetch.ts';
 import { buildNotificationBundle } from './notification.ts';
 import type { Partner } from './partner.ts';
 import type { AttemptResult, QueueReport } from './queue.ts';
-import { inputOf, processQueue, queuedTaskFields, replayQueued } from './queue.ts';
+import { inputOf, processQueue, queuedTaskFields } from './queue.ts';
 import { medplumSignature, signStandardWebhook } from './standard-webhooks.ts';
 
 /** Task code of one event to deliver to a partner. */
@@ -111,15 +111,4 @@ async function post(partner: Partner, task: WithId<Task>): Promise<AttemptResult
     const timedOut = type === 'request-timeout' || name === 'TimeoutError' || name === 'AbortError';
     return { ok: false, reason: timedOut ? `no answer within ${DELIVERY_TIMEOUT_MS / 1000} s` : `connection failed (${code ?? type ?? name ?? 'error'})`, unreachable: true };
   }
-}
-
-/**
- * Puts a dead-lettered delivery back in the queue with a fresh retry window.
- * @param medplum - The client.
- * @param taskId - The delivery Task (it must be a dead-lettered partner delivery).
- * @param windowMs - The new retry window.
- * @returns The Task.
- */
-export async function replayDelivery(medplum: MedplumClient, taskId: string, windowMs: number): Promise<WithId<Task>> {
-  return replayQueued(medplum, taskId, DELIVERY_TASK_CODE, windowMs);
 }

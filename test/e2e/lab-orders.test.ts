@@ -8,6 +8,7 @@
 import type { MedplumClient, WithId } from '@medplum/core';
 import type { Agent, Bot, Device, Organization, Patient, ServiceRequest, Subscription, Task } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { runPartnersCommand } from '../../src/commands/partners.ts';
 import { BOT_NAME_SYSTEM } from '../../src/constants.ts';
 import { LAB_ORDER_TASK_CODE, LabExtension } from '../../src/outbound/lab-orders.ts';
 import { SYSTEMS } from '../support/hl7-messages.ts';
@@ -128,5 +129,16 @@ describe('lab orders', () => {
     expect(tasks[1].businessStatus?.coding?.[0]?.code).toBe('dead-letter');
     expect(tasks[1].businessStatus?.text).toMatch(/refused for good/);
     expect(lab.received[2].getSegment('ORC')?.getField(1)?.toString()).toBe('CA');
+
+    // Listed as a dead letter; once the lab takes cancels, a replay sends it again.
+    const lines: string[] = [];
+    const io = { log: (line: string) => lines.push(line), error: (line: string) => lines.push(line) };
+    const hub = { client, baseUrl: target.baseUrl, projectId: (client.getProject() as { id: string }).id };
+    expect(await runPartnersCommand(hub, ['deliveries', '--dead-letter'], io, LAB_ORDER_TASK_CODE)).toBe(0);
+    expect(lines.some((l) => l.startsWith(`Task/${tasks[1].id} `))).toBe(true);
+    lab.behaviour = answer('AA');
+    expect(await runPartnersCommand(hub, ['replay', tasks[1].id], io, LAB_ORDER_TASK_CODE)).toBe(0);
+    await client.executeBot({ system: BOT_NAME_SYSTEM, value: 'lab-orders' }, bot, 'application/fhir+json');
+    expect((await client.readResource('Task', tasks[1].id)).status).toBe('completed');
   });
 });
