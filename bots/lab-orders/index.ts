@@ -4,6 +4,7 @@ import type { Bot, Device, ServiceRequest } from '@medplum/fhirtypes';
 import type { LabInterface } from '../../src/outbound/lab-orders.ts';
 import { queueLabOrder, readLabInterface, sendLabOrders } from '../../src/outbound/lab-orders.ts';
 import type { QueueReport } from '../../src/outbound/queue.ts';
+import { retryTransient } from '../../src/fhir/failures.ts';
 
 /** On a Subscription: the lab Device its orders go to (valueReference). */
 const LAB_DEVICE_EXTENSION = 'https://fhir.integration-hub.dev/StructureDefinition/lab-device';
@@ -48,7 +49,8 @@ export async function handler(medplum: MedplumClient, event: BotEvent<ServiceReq
     return { queued: false };
   }
   const lab: LabInterface = read.lab;
-  const queued = await queueLabOrder(medplum, lab, order);
+  // The stock subscription worker does not retry a bot that fails: queuing retries itself.
+  const queued = await retryTransient(() => queueLabOrder(medplum, lab, order));
   if ('skipped' in queued) {
     return { queued: false, reason: queued.skipped };
   }

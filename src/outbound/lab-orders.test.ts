@@ -21,6 +21,7 @@ describe('readLabInterface', () => {
         receiving: { application: 'ACMELAB', facility: 'ACME' },
         retryWindowMs: 72 * 3600_000,
         retryBaseMs: 30_000,
+        settleMs: 15_000,
       },
     });
   });

@@ -28,6 +28,8 @@ export const LabExtension = {
   retryWindowHours: `${HUB_URI}/StructureDefinition/lab-retry-window-hours`,
   /** First retry delay in seconds (default 30). */
   retryBaseSeconds: `${HUB_URI}/StructureDefinition/lab-retry-base-seconds`,
+  /** Seconds an order waits before it is sent (default 15): a cancel queued by a faster run must not overtake its order. */
+  settleSeconds: `${HUB_URI}/StructureDefinition/lab-settle-seconds`,
 } as const;
 
 /** A lab's order interface. */
@@ -42,6 +44,7 @@ export interface LabInterface {
   readonly receiving: { readonly application: string; readonly facility: string };
   readonly retryWindowMs: number;
   readonly retryBaseMs: number;
+  readonly settleMs: number;
 }
 
 /**
@@ -80,6 +83,7 @@ export function readLabInterface(device: WithId<Device>): { lab: LabInterface } 
       receiving: { application: ext(LabExtension.receivingApplication)?.valueString ?? '', facility: ext(LabExtension.receivingFacility)?.valueString ?? '' },
       retryWindowMs: Math.max(0, ext(LabExtension.retryWindowHours)?.valueDecimal ?? 72) * 3600_000,
       retryBaseMs: Math.max(0, ext(LabExtension.retryBaseSeconds)?.valueDecimal ?? 30) * 1000,
+      settleMs: Math.max(0, ext(LabExtension.settleSeconds)?.valueDecimal ?? 15) * 1000,
     },
   };
 }
@@ -87,7 +91,7 @@ export function readLabInterface(device: WithId<Device>): { lab: LabInterface } 
 /**
  * Queues an order for a lab: a new (`active`) or cancelled (`revoked`) ServiceRequest whose
  * performer is the lab becomes an ORM^O01 or OML^O21 (`buildLabOrder`), kept on a Task until
- * the lab acknowledges it. The same ServiceRequest version is queued once. An order that cannot
+ * the lab acknowledges it. Each order is queued once as new and once as cancelled. An order that cannot
  * be built (no placer number, no patient identifier...) is recorded as a dead letter with why.
  * @param medplum - The client.
  * @param lab - The lab's interface.
@@ -102,7 +106,10 @@ export async function queueLabOrder(medplum: MedplumClient, lab: LabInterface, o
     return { skipped: `ServiceRequest/${order.id} is ${order.status}: only active (new) and revoked (cancelled) orders are sent` };
   }
   const focus = `ServiceRequest/${order.id}/_history/${order.meta?.versionId}`;
-  const key = createHash('sha256').update(`${lab.device}\n${focus}`).digest('hex');
+  // One new-order message and one cancel per order and lab: later edits of an active order
+  // (a note, a status write-back) send nothing more.
+  const control = order.status === 'active' ? 'NW' : 'CA';
+  const key = createHash('sha256').update(`${lab.device}\nServiceRequest/${order.id}\n${control}`).digest('hex');
   const controlId = `HUB${key.slice(0, 17).toUpperCase()}`;
   const eventTime = order.meta?.lastUpdated ?? new Date().toISOString();
   const [patient, encounter, requester, config] = await Promise.all([
@@ -150,7 +157,8 @@ export async function queueLabOrder(medplum: MedplumClient, lab: LabInterface, o
  * Sends a lab's queued orders through the Agent (`Agent/$push` to the lab Device, waiting for the
  * lab's application ACK), in order per ServiceRequest, with the queue's backoff ({@link
  * processQueue}): `AA` completes an order; `AE` or no answer (the agent offline: `$push` does
- * not queue) retries it; `AR` dead-letters it at once (the lab refuses it for good).
+ * not queue) retries it; `AR` (or `CR`) dead-letters it at once (the lab refuses it for good).
+ * An order younger than the settle time waits, so a cancel never goes before its order.
  * @param medplum - The client.
  * @param lab - The lab's interface.
  * @param now - The current time, ms.
@@ -163,7 +171,7 @@ export async function sendLabOrders(medplum: MedplumClient, lab: LabInterface, n
       code: LAB_ORDER_TASK_CODE,
       owner: lab.device,
       lockKind: LockKind.labOrders,
-      settleMs: 0,
+      settleMs: lab.settleMs,
       retryBaseMs: lab.retryBaseMs,
       attempt: (task) => pushOrder(medplum, lab, task),
     },
@@ -179,13 +187,13 @@ async function pushOrder(medplum: MedplumClient, lab: LabInterface, task: WithId
   } catch (err) {
     return { ok: false, reason: `no acknowledgement (${normalizeErrorString(err).slice(0, 120)})`, unreachable: true };
   }
-  const text = typeof answer === 'string' ? answer : JSON.stringify(answer);
+  const text = typeof answer === 'string' ? answer : String(JSON.stringify(answer ?? ''));
   const msa = text.split(/\r\n|\r|\n/).find((s) => s.startsWith('MSA'));
   const code = msa?.split(msa.charAt(3))[1];
   if (code === 'AA') {
     return { ok: true, text: 'acknowledged AA by the lab' };
   }
-  if (code === 'AR') {
+  if (code === 'AR' || code === 'CR') {
     return { ok: false, reason: `rejected by the lab (${code})`, final: true };
   }
   return { ok: false, reason: code ? `the lab answered ${code}` : 'the answer is not an HL7 acknowledgement' };

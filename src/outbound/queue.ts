@@ -108,7 +108,8 @@ export async function processQueue(medplum: MedplumClient, options: QueueOptions
         report.waiting++;
         continue;
       }
-      const answer = await options.attempt(task);
+      // A send that throws is a failed attempt, counted like any other (never an endless retry).
+      const answer = await options.attempt(task).catch((err: unknown): AttemptResult => ({ ok: false, reason: `the attempt failed (${(err as Error).name ?? 'error'})` }));
       const attempts = attemptsOf(task) + 1;
       if (answer.ok) {
         await settle(medplum, task, 'completed', 'delivered', `${answer.text} (attempt ${attempts})`, attempts);

@@ -1,8 +1,7 @@
 import type { BotEvent, MedplumClient, WithId } from '@medplum/core';
 import { normalizeErrorString, satisfiedAccessPolicy } from '@medplum/core';
 import type { AccessPolicy, AccessPolicyResource, Endpoint, Resource } from '@medplum/fhirtypes';
-import { setTimeout as sleepMs } from 'node:timers/promises';
-import { classifyFailure } from '../fhir/failures.ts';
+import { retryTransient } from '../fhir/failures.ts';
 import type { QueueReport as DeliveryReport } from './queue.ts';
 import { deliverPending, enqueueDelivery } from './delivery.ts';
 import type { Partner } from './partner.ts';
@@ -10,9 +9,6 @@ import { PARTNER_WEBHOOK_CONNECTION, PartnerExtension, readPartner } from './par
 
 /** What routing one change did. */
 export type RouteResult = { routed: false; reason: string } | { routed: true; partner: string; delivery: string; problems: string[] };
-
-/** Attempts of the routing step when the server fails or throttles (the worker does not retry a bot). */
-const ROUTE_ATTEMPTS = 4;
 
 /**
  * Routes a change to its partner: the Subscription that fired (header `X-Medplum-Subscription`)
@@ -29,19 +25,9 @@ const ROUTE_ATTEMPTS = 4;
 export async function routeChange(
   medplum: MedplumClient,
   event: BotEvent<Resource | { deletedResource?: Resource }>,
-  sleep: (ms: number) => Promise<unknown> = sleepMs
+  sleep?: (ms: number) => Promise<unknown>
 ): Promise<RouteResult> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await routeOnce(medplum, event);
-    } catch (err) {
-      const kind = classifyFailure(err);
-      if (attempt >= ROUTE_ATTEMPTS || kind === 'refused') {
-        throw err;
-      }
-      await sleep(500 * 2 ** (attempt - 1));
-    }
-  }
+  return retryTransient(() => routeOnce(medplum, event), 4, sleep);
 }
 
 async function routeOnce(medplum: MedplumClient, event: BotEvent<Resource | { deletedResource?: Resource }>): Promise<RouteResult> {

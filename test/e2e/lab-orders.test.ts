@@ -59,6 +59,7 @@ describe('lab orders', () => {
         { url: LabExtension.receivingApplication, valueString: 'ACME' },
         { url: LabExtension.receivingFacility, valueString: 'ACME' },
         { url: LabExtension.retryBaseSeconds, valueDecimal: 0 },
+        { url: LabExtension.settleSeconds, valueDecimal: 0 },
       ],
     });
     const bot = (await client.searchOne('Bot', { identifier: `${BOT_NAME_SYSTEM}|lab-orders` })) as WithId<Bot>;
@@ -119,9 +120,15 @@ describe('lab orders', () => {
     expect(sent.getSegment('OBR')?.getField(4)?.getComponent(1)).toBe('2823-3');
     expect(sent.getSegment('PID')?.getField(3)?.toString()).toContain(patient.identifier?.[0].value);
 
+    // An edit of the active order (a note) sends nothing more: one new-order message per order.
+    const edited = await client.updateResource<ServiceRequest>({ ...(await client.readResource('ServiceRequest', order.id)), note: [{ text: 'fasting' }] });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(await orderTasks(device)).toHaveLength(1);
+    expect(lab.received).toHaveLength(2);
+
     // A cancel: ORC-1 CA; the lab refuses it for good.
     lab.behaviour = answer('AR');
-    await client.updateResource<ServiceRequest>({ ...order, status: 'revoked' });
+    await client.updateResource<ServiceRequest>({ ...edited, status: 'revoked' });
     const tasks = await waitFor('the cancel refused', async () => {
       const all = await orderTasks(device);
       return all.length === 2 && all[1].status === 'failed' ? all : undefined;
