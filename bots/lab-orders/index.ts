@@ -5,6 +5,7 @@ import type { LabInterface } from '../../src/outbound/lab-orders.ts';
 import { queueLabOrder, readLabInterface, sendLabOrders } from '../../src/outbound/lab-orders.ts';
 import type { QueueReport } from '../../src/outbound/queue.ts';
 import { retryTransient } from '../../src/fhir/failures.ts';
+import { headerValue } from '../../src/net/headers.ts';
 
 /** On a Subscription: the lab Device its orders go to (valueReference). */
 const LAB_DEVICE_EXTENSION = 'https://fhir.integration-hub.dev/StructureDefinition/lab-device';
@@ -33,7 +34,7 @@ export async function handler(medplum: MedplumClient, event: BotEvent<ServiceReq
     return reports;
   }
   const order = event.input as WithId<ServiceRequest>;
-  const subscriptionId = headerOf(event, 'x-medplum-subscription');
+  const subscriptionId = headerValue(event.headers, 'x-medplum-subscription');
   if (!subscriptionId || !order.id) {
     return { queued: false, reason: 'not a subscription event' };
   }
@@ -55,10 +56,4 @@ export async function handler(medplum: MedplumClient, event: BotEvent<ServiceReq
     return { queued: false, reason: queued.skipped };
   }
   return { queued: true, task: `Task/${queued.task.id}`, report: await sendLabOrders(medplum, lab) };
-}
-
-function headerOf(event: BotEvent, name: string): string | undefined {
-  const entry = Object.entries(event.headers ?? {}).find(([key]) => key.toLowerCase() === name);
-  const value = entry?.[1];
-  return Array.isArray(value) ? value[0] : value;
 }

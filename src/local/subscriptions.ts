@@ -13,7 +13,7 @@ import {
   stringify,
 } from '@medplum/core';
 import type { AuditEvent, Bot, ProjectMembership, Reference, Resource, Subscription } from '@medplum/fhirtypes';
-import { createHmac } from 'node:crypto';
+import { hmacSha256Hex } from '../net/hmac.ts';
 import { entityRole, recordAuditEvent } from './audit.ts';
 import { rewriteAttachmentUrls } from './attachments.ts';
 import type { AuthService } from './auth.ts';
@@ -367,7 +367,7 @@ export function buildRestHookHeaders(
     getExtensionValue(subscription, SubscriptionExtension.secret) ||
     getExtensionValue(subscription, SubscriptionExtension.legacySecret);
   if (secret && typeof secret === 'string') {
-    headers['X-Signature'] = createHmac('sha256', secret).update(body).digest('hex');
+    headers['X-Signature'] = hmacSha256Hex(secret, body);
   }
   if (job.traceId) {
     headers['x-trace-id'] = job.traceId;

@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
+import { hmacSha256Hex } from '../net/hmac.ts';
 
 /**
  * Computes Metriport's webhook signature: lowercase hex HMAC-SHA256 of the body, keyed with the
@@ -9,7 +10,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
  * @returns The hex signature.
  */
 export function signWebhookBody(webhookKey: string, body: string): string {
-  return createHmac('sha256', webhookKey).update(body, 'utf8').digest('hex');
+  return hmacSha256Hex(webhookKey, body);
 }
 
 /**

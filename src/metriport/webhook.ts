@@ -6,6 +6,7 @@ import {
   METRIPORT_WEBHOOK_TASK_CODE,
   MetriportSecret,
 } from './constants.ts';
+import { headerValue } from '../net/headers.ts';
 import { verifyWebhookSignature } from './signature.ts';
 import { TaskOutcome, taskOutcome } from './task-outcome.ts';
 
@@ -122,12 +123,6 @@ export function readMeta(message: unknown): WebhookMeta | undefined {
   return meta && typeof meta.messageId === 'string' && meta.messageId && typeof meta.type === 'string' && typeof meta.when === 'string'
     ? (meta as WebhookMeta)
     : undefined;
-}
-
-function headerValue(headers: BotEvent['headers'], name: string): string | undefined {
-  const entry = Object.entries(headers ?? {}).find(([key]) => key.toLowerCase() === name);
-  const value = entry?.[1];
-  return Array.isArray(value) ? value[0] : value;
 }
 
 function safeParse(text: string): unknown {

@@ -2,6 +2,7 @@ import type { BotEvent, MedplumClient, WithId } from '@medplum/core';
 import { normalizeErrorString, satisfiedAccessPolicy } from '@medplum/core';
 import type { AccessPolicy, AccessPolicyResource, Endpoint, Resource } from '@medplum/fhirtypes';
 import { retryTransient } from '../fhir/failures.ts';
+import { headerValue } from '../net/headers.ts';
 import type { QueueReport as DeliveryReport } from './queue.ts';
 import { deliverPending, enqueueDelivery } from './delivery.ts';
 import type { Partner } from './partner.ts';
@@ -31,8 +32,8 @@ export async function routeChange(
 }
 
 async function routeOnce(medplum: MedplumClient, event: BotEvent<Resource | { deletedResource?: Resource }>): Promise<RouteResult> {
-  const subscriptionId = header(event, 'x-medplum-subscription');
-  const interaction = (header(event, 'x-medplum-interaction') ?? 'update') as 'create' | 'update' | 'delete';
+  const subscriptionId = headerValue(event.headers, 'x-medplum-subscription');
+  const interaction = (headerValue(event.headers, 'x-medplum-interaction') ?? 'update') as 'create' | 'update' | 'delete';
   const resource = ('deletedResource' in event.input ? event.input.deletedResource : event.input) as WithId<Resource> | undefined;
   if (!subscriptionId || !resource?.id) {
     return { routed: false, reason: 'not a subscription event (no X-Medplum-Subscription header or no resource)' };
@@ -130,11 +131,5 @@ export function withoutHiddenFields<T extends Resource>(resource: T, paths: read
     remove(copy, path.split('.'));
   }
   return copy;
-}
-
-function header(event: BotEvent, name: string): string | undefined {
-  const entry = Object.entries(event.headers ?? {}).find(([key]) => key.toLowerCase() === name);
-  const value = entry?.[1];
-  return Array.isArray(value) ? value[0] : value;
 }
 

@@ -9,6 +9,7 @@
 
 import { Buffer } from 'node:buffer';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hmacSha256Hex } from '../net/hmac.ts';
 
 /** Prefix of a serialized symmetric signing secret ("secret serialization" in the spec). */
 export const WEBHOOK_SECRET_PREFIX = 'whsec_';
@@ -201,7 +202,7 @@ export function medplumSignature(secret: string, body: WebhookBody): string {
   if (secret.length === 0) {
     throw new Error('Medplum signature secret must not be empty');
   }
-  return createHmac('sha256', secret).update(body).digest('hex');
+  return hmacSha256Hex(secret, body);
 }
 
 /**
