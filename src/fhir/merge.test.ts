@@ -83,7 +83,7 @@ describe('mergeResource', () => {
       class: { code: 'IMP' },
       location: [{ location: { reference: 'Location/ward-a' }, status: 'active', period: { start: '2024-01-01T08:00:00Z' } }],
     };
-    const transferred = mergeResource(admitted, {
+    const transfer: ResourcePlan<Encounter> = {
       key: 'Encounter',
       resource: {
         resourceType: 'Encounter',
@@ -93,23 +93,14 @@ describe('mergeResource', () => {
       },
       identifiers: [MRN],
       merge: 'overlay',
-    });
+    };
+    const transferred = mergeResource(admitted, transfer);
     expect(transferred.location).toEqual([
       { location: { reference: 'Location/ward-a' }, status: 'completed', period: { start: '2024-01-01T08:00:00Z', end: '2024-01-02T09:00:00Z' } },
       { location: { reference: 'Location/icu-3' }, status: 'active', period: { start: '2024-01-02T09:00:00Z' } },
     ]);
     // The same transfer again changes nothing.
-    expect(mergeResource(transferred, {
-      key: 'Encounter',
-      resource: {
-        resourceType: 'Encounter',
-        status: 'in-progress',
-        class: { code: 'IMP' },
-        location: [{ location: { reference: 'Location/icu-3' }, status: 'active', period: { start: '2024-01-02T09:00:00Z' } }],
-      },
-      identifiers: [MRN],
-      merge: 'overlay',
-    }).location).toEqual(transferred.location);
+    expect(mergeResource(transferred, transfer).location).toEqual(transferred.location);
   });
 
   test('merged patients accumulate links; new resources get the event time', () => {

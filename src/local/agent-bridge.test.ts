@@ -29,6 +29,7 @@ import { BotExecutor } from './bots/executor.ts';
 import { loadFhirDefinitions } from '../fhir/definitions.ts';
 import { HubRepository } from './repo.ts';
 import { ResourceStore } from './store.ts';
+import { sleep, waitUntil } from '../../test/support/wait.ts';
 
 /** How long a test waits before concluding that the sender gets no (further) ACK. */
 const SILENCE_MS = 1500;
@@ -72,21 +73,6 @@ function adt(controlId: string): Hl7Message {
 
 function msa(message: Hl7Message, field: number): string | undefined {
   return message.getSegment('MSA')?.getField(field)?.toString();
-}
-
-async function sleep(ms: number): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) {
-      return false;
-    }
-    await sleep(10);
-  }
-  return true;
 }
 
 /** An MLLP sender that records every frame it gets back, for exact assertions on what arrives. */

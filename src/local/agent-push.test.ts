@@ -9,6 +9,7 @@ import { LocalRuntime } from './runtime.ts';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { answer, FakeDevice, sentAcks } from '../../test/support/mllp-device.ts';
+import { sleep, waitUntil } from '../../test/support/wait.ts';
 
 /** Every test here is bounded well below the suite's timeout. */
 const TEST_TIMEOUT_MS = 10_000;
@@ -22,21 +23,6 @@ function orm(controlId: string): string {
     'ORC|NW|ORD1',
     'OBR|1|ORD1||CBC^Complete blood count',
   ].join('\r');
-}
-
-async function sleep(ms: number): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitUntil(condition: () => boolean, timeoutMs = 3000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) {
-      return false;
-    }
-    await sleep(10);
-  }
-  return true;
 }
 
 /** @returns A loopback port nothing listens on. */

@@ -25,3 +25,29 @@ export async function waitFor<T>(
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
+
+/**
+ * @param ms - Milliseconds.
+ * @returns A promise resolved after them.
+ */
+export async function sleep(ms: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Polls a condition every 10 ms until it holds or `timeoutMs` passes, for tests that assert on
+ * the outcome themselves (`waitFor` fails with a message instead).
+ * @param condition - The condition.
+ * @param timeoutMs - Upper bound (default 3 s).
+ * @returns Whether it held in time.
+ */
+export async function waitUntil(condition: () => boolean, timeoutMs = 3000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) {
+      return false;
+    }
+    await sleep(10);
+  }
+  return true;
+}
