@@ -2,6 +2,7 @@ import type { MedplumClient } from '@medplum/core';
 import type { Attachment, Resource } from '@medplum/fhirtypes';
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
+import { mapObjects } from '../fhir/walk.ts';
 
 /**
  * Inline attachment data (base64 characters) above which the content is stored as a Binary: a
@@ -60,24 +61,13 @@ export async function externalizeLargeAttachments<T extends Resource>(medplum: M
  */
 export function withoutLargeInlineData<T extends Resource>(resource: T): T {
   let found = false;
-  const visit = (value: unknown): unknown => {
-    if (Array.isArray(value)) {
-      return value.map(visit);
+  const copy = mapObjects(resource, (object) => {
+    if (!isLargeInlineAttachment(object)) {
+      return object;
     }
-    if (!value || typeof value !== 'object') {
-      return value;
-    }
-    const copy: Record<string, unknown> = {};
-    for (const [key, child] of Object.entries(value)) {
-      copy[key] = visit(child);
-    }
-    if (isLargeInlineAttachment(copy)) {
-      found = true;
-      copy.data = '';
-    }
-    return copy;
-  };
-  const copy = visit(resource) as T;
+    found = true;
+    return { ...object, data: '' };
+  });
   return found ? copy : resource;
 }
 

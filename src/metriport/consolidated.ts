@@ -1,4 +1,5 @@
 import type { Bundle, Coding, Identifier, Reference, Resource, ResourceType } from '@medplum/fhirtypes';
+import { mapObjects } from '../fhir/walk.ts';
 import { withoutLargeInlineData } from './attachments.ts';
 import { METRIPORT_RESOURCE_TAG_SYSTEM, METRIPORT_SOURCE_TAG, metriportResourceSystem } from './constants.ts';
 
@@ -361,19 +362,7 @@ function normalizeInstants(resource: Resource): Resource {
  * `#id` references to contained resources are left as they are.
  */
 function rewriteReferences<T extends Resource>(resource: T, map: (reference: Reference) => Reference): T {
-  const visit = (value: unknown): unknown => {
-    if (Array.isArray(value)) {
-      return value.map(visit);
-    }
-    if (!value || typeof value !== 'object') {
-      return value;
-    }
-    const object = value as Record<string, unknown>;
-    const copy: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(object)) {
-      copy[k] = visit(v);
-    }
-    return typeof copy.reference === 'string' && !copy.reference.startsWith('#') ? map(copy as Reference) : copy;
-  };
-  return visit(resource) as T;
+  return mapObjects(resource, (object) =>
+    typeof object.reference === 'string' && !object.reference.startsWith('#') ? (map(object as Reference) as Record<string, unknown>) : object
+  );
 }
