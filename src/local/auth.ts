@@ -1,8 +1,9 @@
 import type { ProfileResource, WithId } from '@medplum/core';
 import { createReference, getReferenceString, Operator } from '@medplum/core';
-import type { ClientApplication, Project, ProjectMembership, Reference } from '@medplum/fhirtypes';
+import type { AccessPolicy, ClientApplication, Project, ProjectMembership, Reference } from '@medplum/fhirtypes';
 import { jwtVerify, SignJWT } from 'jose';
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { applyProjectAdminRules, applySmartScopes, buildAccessPolicy } from './access.ts';
 import type { HubRepository } from './repo.ts';
 
 /** Access tokens live one hour, as on the stock server. */
@@ -16,6 +17,13 @@ export interface AuthState {
   readonly profile: Reference<ProfileResource>;
   /** How the login was made: `client` (client credentials or Basic), `execute` (a bot run). */
   readonly authMethod: 'client' | 'execute';
+  /** The SMART scopes the login asked for (`openid` when none). */
+  readonly scope: string;
+  /**
+   * The effective AccessPolicy: the membership's policies with their parameters, narrowed by the
+   * login's SMART scopes, with the project admin rules. Undefined for super admins.
+   */
+  readonly accessPolicy?: AccessPolicy;
 }
 
 /** The body of a successful `POST /oauth2/token`, in the stock server's shape. */
@@ -42,6 +50,7 @@ export class OAuthError extends Error {
 interface Login {
   readonly membershipId: string;
   readonly authMethod: AuthState['authMethod'];
+  readonly scope: string;
   readonly expires: number;
 }
 
@@ -72,9 +81,10 @@ export class AuthService {
    * Handles `grant_type=client_credentials`.
    * @param clientId - The ClientApplication id.
    * @param clientSecret - The secret it presented.
+   * @param scope - The requested scopes; SMART resource scopes narrow the client's AccessPolicy.
    * @returns The token response.
    */
-  async clientCredentials(clientId: string | undefined, clientSecret: string | undefined): Promise<TokenResponse> {
+  async clientCredentials(clientId: string | undefined, clientSecret: string | undefined, scope?: string): Promise<TokenResponse> {
     if (!clientId) {
       throw new OAuthError('invalid_request', 'Missing client_id');
     }
@@ -82,12 +92,13 @@ export class AuthService {
       throw new OAuthError('invalid_request', 'Missing client_secret');
     }
     const membership = await this.verifyClient(clientId, clientSecret);
-    const accessToken = await this.mintToken(membership, 'client');
+    const grantedScope = scope?.trim() || 'openid';
+    const accessToken = await this.mintToken(membership, 'client', grantedScope);
     return {
       token_type: 'Bearer',
       access_token: accessToken,
       expires_in: ACCESS_TOKEN_LIFETIME_SECONDS,
-      scope: 'openid',
+      scope: grantedScope,
       project: membership.project as Reference<Project>,
       profile: membership.profile as Reference<ProfileResource>,
     };
@@ -98,13 +109,14 @@ export class AuthService {
    * stock server's `getBotAccessToken` does.
    * @param membership - The membership to log in as.
    * @param authMethod - How the login was made.
+   * @param scope - The login's scopes (bot logins have `openid` only, as on the stock server).
    * @returns A signed access token.
    */
-  async mintToken(membership: WithId<ProjectMembership>, authMethod: AuthState['authMethod']): Promise<string> {
+  async mintToken(membership: WithId<ProjectMembership>, authMethod: AuthState['authMethod'], scope = 'openid'): Promise<string> {
     const loginId = randomUUID();
     const now = Math.floor(Date.now() / 1000);
     const expires = now + ACCESS_TOKEN_LIFETIME_SECONDS;
-    this.logins.set(loginId, { membershipId: membership.id, authMethod, expires });
+    this.logins.set(loginId, { membershipId: membership.id, authMethod, scope, expires });
     this.pruneLogins(now);
     const profile = membership.profile?.reference as string;
     const clientId = profile.startsWith('ClientApplication/') ? profile.split('/')[1] : undefined;
@@ -112,7 +124,7 @@ export class AuthService {
       login_id: loginId,
       username: membership.user?.reference?.split('/')[1],
       profile,
-      scope: 'openid',
+      scope,
       ...(clientId ? { client_id: clientId } : {}),
     })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
@@ -156,14 +168,21 @@ export class AuthService {
   }
 
   /**
-   * Builds the AuthState of a membership.
+   * Builds the AuthState of a membership, with its effective AccessPolicy (read afresh, so that a
+   * policy change applies to the next request, as on the stock server).
    * @param membership - The membership.
    * @param authMethod - How it logged in.
+   * @param scope - The login's scopes.
    * @returns The caller.
    */
-  async stateFor(membership: WithId<ProjectMembership>, authMethod: AuthState['authMethod']): Promise<AuthState> {
+  async stateFor(membership: WithId<ProjectMembership>, authMethod: AuthState['authMethod'], scope = 'openid'): Promise<AuthState> {
     const project = await this.repo.readReference<Project>(membership.project as Reference<Project>);
-    return { project, membership, profile: membership.profile as Reference<ProfileResource>, authMethod };
+    let accessPolicy: AccessPolicy | undefined;
+    if (!project.superAdmin) {
+      const built = await buildAccessPolicy(membership, (reference) => this.repo.readReference<AccessPolicy>(reference));
+      accessPolicy = applyProjectAdminRules(applySmartScopes(built, scope), project, membership);
+    }
+    return { project, membership, profile: membership.profile as Reference<ProfileResource>, authMethod, scope, accessPolicy };
   }
 
   /**
@@ -189,7 +208,7 @@ export class AuthService {
       return undefined;
     }
     const membership = await this.repo.readResource<ProjectMembership>('ProjectMembership', login.membershipId);
-    return this.stateFor(membership, login.authMethod);
+    return this.stateFor(membership, login.authMethod, login.scope);
   }
 
   private async verifyClient(clientId: string, clientSecret: string): Promise<WithId<ProjectMembership>> {

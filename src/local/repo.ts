@@ -5,6 +5,7 @@ import {
   deepClone,
   deepEquals,
   evalFhirPath,
+  forbidden,
   formatSearchQuery,
   getStatus,
   globalSchema,
@@ -22,11 +23,14 @@ import {
 } from '@medplum/core';
 import type { CreateResourceOptions, ReadHistoryOptions, RepositoryMode, UpdateResourceOptions } from '@medplum/fhir-router';
 import { FhirRepository } from '@medplum/fhir-router';
-import type { Bundle, BundleEntry, Meta, OperationOutcome, Reference, Resource } from '@medplum/fhirtypes';
+import type { AccessPolicyInteraction } from '@medplum/core';
+import type { AccessPolicy, Bundle, BundleEntry, Meta, OperationOutcome, Reference, Resource } from '@medplum/fhirtypes';
 import { randomUUID } from 'node:crypto';
 import type { Operation } from 'rfc6902';
 import { applyPatch } from 'rfc6902';
+import { canPerformInteraction, isResourceWriteable, removeHiddenFields, restoreReadonlyFields, searchFilter, supportsInteraction } from './access.ts';
 import { unsignAttachmentUrls } from './attachments.ts';
+import { compartmentsOf } from './compartments.ts';
 import type { ResourceStore, StoredVersion } from './store.ts';
 
 /** Default and maximum page sizes of the stock server's search (`@medplum/core` search constants). */
@@ -46,6 +50,14 @@ export interface RepositoryContext {
    * ids and may place resources in another project through `meta.project`, as on the stock server.
    */
   readonly superAdmin?: boolean;
+  /**
+   * The caller's effective AccessPolicy (src/local/access.ts), enforced as the stock repository
+   * does: 403 for a type the policy never allows for the interaction, 404 for a resource it may
+   * not read, 403 for a write whose current or resulting version it may not write; search
+   * results filtered by the criteria; hidden fields removed. Absent for the runtime itself and
+   * super admins, who are not restricted.
+   */
+  readonly accessPolicy?: AccessPolicy;
 }
 
 /**
@@ -76,14 +88,17 @@ export class HubRepository extends FhirRepository<undefined> {
   }
 
   async createResource<T extends Resource>(resource: T, options?: CreateResourceOptions): Promise<WithId<T>> {
+    this.checkInteraction('create', resource.resourceType);
     const id = options?.assignedId && resource.id ? resource.id : this.generateId();
-    const created = this.prepareVersion(cleaned({ ...resource, id } as WithId<T>), undefined);
+    const input = this.withoutReadonlyFields(cleaned({ ...resource, id } as WithId<T>), undefined);
+    const created = this.prepareVersion(input, undefined);
+    this.checkWriteable(undefined, created);
     return this.store.transaction(async () => {
       this.store.append(
         { resource: created, deleted: false },
         { interaction: 'create', resource: created }
       );
-      return deepClone(created);
+      return this.visible(deepClone(created));
     });
   }
 
@@ -91,12 +106,19 @@ export class HubRepository extends FhirRepository<undefined> {
     if (!resource.id) {
       throw new OperationOutcomeError(badRequest('Missing id'));
     }
+    this.checkInteraction('update', resource.resourceType);
     const id = resource.id;
     return this.store.transaction(async () => {
       const found = this.store.latest(resource.resourceType, id);
       const existing = found && this.canSee(found.resource) ? found : undefined;
       if (found && !existing) {
         throw new OperationOutcomeError(notFound);
+      }
+      if (existing && !existing.deleted) {
+        // The stock "check before the update": the current version must be readable (else 404)
+        // and writable (else 403) by the caller.
+        this.checkCanRead(existing.resource);
+        this.checkCan('update', existing.resource);
       }
       if (!existing && !this.canSetId()) {
         // The stock server lets only super admins create a resource with an id of their choosing
@@ -109,16 +131,17 @@ export class HubRepository extends FhirRepository<undefined> {
       if (options?.ifMatch && previous && previous.meta?.versionId !== options.ifMatch) {
         throw new OperationOutcomeError(preconditionFailed);
       }
-      const incoming = cleaned(resource as WithId<T>);
+      const incoming = this.withoutReadonlyFields(cleaned(resource as WithId<T>), previous);
       if (previous && isNotModified(previous, incoming)) {
-        return deepClone(previous);
+        return this.visible(deepClone(previous));
       }
       const updated = this.prepareVersion(incoming, previous);
+      this.checkWriteable(previous, updated);
       this.store.append(
         { resource: updated, deleted: false },
         { interaction: previous ? 'update' : 'create', resource: updated, previous }
       );
-      return deepClone(updated);
+      return this.visible(deepClone(updated));
     });
   }
 
@@ -146,6 +169,7 @@ export class HubRepository extends FhirRepository<undefined> {
   }
 
   async deleteResource(resourceType: string, id: string): Promise<void> {
+    this.checkInteraction('read', resourceType);
     await this.store.transaction(async () => {
       const existing = this.store.latest(resourceType, id);
       if (!existing || !this.canSee(existing.resource)) {
@@ -154,6 +178,8 @@ export class HubRepository extends FhirRepository<undefined> {
       if (existing.deleted) {
         return;
       }
+      this.checkCanRead(existing.resource);
+      this.checkCan('delete', existing.resource);
       // Like the stock server, a delete is a version of its own (new versionId, no content); the
       // change still carries the last live version, which is what subscriptions deliver.
       const tombstone = {
@@ -168,6 +194,7 @@ export class HubRepository extends FhirRepository<undefined> {
   }
 
   async readResource<T extends Resource>(resourceType: string, id: string): Promise<WithId<T>> {
+    this.checkInteraction('read', resourceType);
     const latest = this.store.latest(resourceType, id);
     if (!latest || !this.canSee(latest.resource)) {
       throw new OperationOutcomeError(notFound);
@@ -175,7 +202,8 @@ export class HubRepository extends FhirRepository<undefined> {
     if (latest.deleted) {
       throw new OperationOutcomeError(gone);
     }
-    return deepClone(latest.resource) as WithId<T>;
+    this.checkCanRead(latest.resource);
+    return this.visible(deepClone(latest.resource) as WithId<T>);
   }
 
   async readReference<T extends Resource>(reference: Reference<T>): Promise<WithId<T>> {
@@ -197,10 +225,12 @@ export class HubRepository extends FhirRepository<undefined> {
     id: string,
     options?: ReadHistoryOptions
   ): Promise<Bundle<WithId<T>>> {
+    this.checkInteraction('history', resourceType);
     const versions = this.store.history(resourceType, id);
     if (versions.length === 0 || !this.canSee(versions[0].resource)) {
       throw new OperationOutcomeError(notFound);
     }
+    this.checkCurrentVersion('history', versions);
     const newestFirst = [...versions].reverse();
     const offset = options?.offset ?? 0;
     const limit = options?.limit ?? 100;
@@ -209,25 +239,38 @@ export class HubRepository extends FhirRepository<undefined> {
   }
 
   async readVersion<T extends Resource>(resourceType: string, id: string, vid: string): Promise<WithId<T>> {
+    this.checkInteraction('vread', resourceType);
     const versions = this.store.history(resourceType, id);
     if (versions.length === 0 || !this.canSee(versions[0].resource)) {
       throw new OperationOutcomeError(notFound);
     }
+    this.checkCurrentVersion('vread', versions);
     const version = versions.find((v) => !v.deleted && v.resource.meta?.versionId === vid);
     if (!version) {
       throw new OperationOutcomeError(notFound);
     }
-    return deepClone(version.resource) as WithId<T>;
+    return this.visible(deepClone(version.resource) as WithId<T>);
   }
 
   async search<T extends Resource>(searchRequest: SearchRequest<T>): Promise<Bundle<WithId<T>>> {
     const types = (searchRequest.types?.length ? searchRequest.types : [searchRequest.resourceType]) as string[];
     let matches: WithId<T>[] = [];
     for (const resourceType of types) {
+      this.checkInteraction('search', resourceType);
+    }
+    for (const resourceType of types) {
       const typed = { ...searchRequest, resourceType } as SearchRequest<T>;
+      const policy = this.context.accessPolicy;
+      const allowed = policy ? searchFilter(policy, resourceType) : undefined;
       for (const [id, request] of this.candidates(resourceType, typed)) {
         const latest = this.store.latest(resourceType, id);
-        if (latest && !latest.deleted && this.canSee(latest.resource) && matchesSearchRequest(latest.resource, request)) {
+        if (
+          latest &&
+          !latest.deleted &&
+          this.canSee(latest.resource) &&
+          (!allowed || allowed(latest.resource)) &&
+          matchesSearchRequest(latest.resource, request)
+        ) {
           matches.push(latest.resource as WithId<T>);
         }
       }
@@ -246,7 +289,7 @@ export class HubRepository extends FhirRepository<undefined> {
           ? page.map((resource) => ({
               fullUrl: this.context.fhirBaseUrl + resource.resourceType + '/' + resource.id,
               search: { mode: 'match' },
-              resource: deepClone(resource),
+              resource: this.visible(deepClone(resource)),
             }))
           : undefined,
       link: this.searchLinks({ ...searchRequest, offset, count }, page.length, matches.length),
@@ -292,6 +335,7 @@ export class HubRepository extends FhirRepository<undefined> {
     // lastUpdated is stamped by the store, in write order.
     meta.author = this.context.author;
     meta.project = this.projectFor(result, previous);
+    meta.compartment = compartmentsOf({ ...result, meta } as Resource);
     result.meta = meta;
     validateResource(result);
     return result;
@@ -315,7 +359,7 @@ export class HubRepository extends FhirRepository<undefined> {
       fullUrl: this.context.fhirBaseUrl + resourceType + '/' + id,
       request: { method: 'GET', url: `${resourceType}/${id}/_history/${version.resource.meta?.versionId}` },
       response: { status: String(getStatus(outcome)), outcome },
-      resource: version.deleted ? undefined : deepClone(version.resource),
+      resource: version.deleted ? undefined : this.visible(deepClone(version.resource)),
     };
   }
 
@@ -381,6 +425,57 @@ export class HubRepository extends FhirRepository<undefined> {
     for (const id of this.store.ids(resourceType)) {
       yield [id, searchRequest];
     }
+  }
+
+  /** 403 when the caller's policy allows the interaction on no resource of the type. */
+  private checkInteraction(interaction: AccessPolicyInteraction, resourceType: string): void {
+    const policy = this.context.accessPolicy;
+    if (policy && !supportsInteraction(policy, interaction, resourceType)) {
+      throw new OperationOutcomeError(forbidden);
+    }
+  }
+
+  /** 404 for a resource the caller may not read: to it, the resource does not exist. */
+  private checkCanRead(resource: Resource): void {
+    const policy = this.context.accessPolicy;
+    if (policy && !canPerformInteraction(policy, 'read', resource)) {
+      throw new OperationOutcomeError(notFound);
+    }
+  }
+
+  /** 403 when no entry of the caller's policy allows the interaction on this resource. */
+  private checkCan(interaction: AccessPolicyInteraction, resource: Resource): void {
+    const policy = this.context.accessPolicy;
+    if (policy && !canPerformInteraction(policy, interaction, resource)) {
+      throw new OperationOutcomeError(forbidden);
+    }
+  }
+
+  /** History and vread are checked against the current version, as on the stock server. */
+  private checkCurrentVersion(interaction: AccessPolicyInteraction, versions: readonly StoredVersion[]): void {
+    const current = versions[versions.length - 1];
+    if (!current.deleted) {
+      this.checkCan(interaction, current.resource);
+    }
+  }
+
+  /** The stock "check after the write": the result and the write constraints. */
+  private checkWriteable(previous: Resource | undefined, result: Resource): void {
+    const policy = this.context.accessPolicy;
+    if (policy && !isResourceWriteable(policy, previous, result, previous ? 'update' : 'create')) {
+      throw new OperationOutcomeError(forbidden);
+    }
+  }
+
+  private withoutReadonlyFields<T extends Resource>(input: T, previous: T | undefined): T {
+    const policy = this.context.accessPolicy;
+    return policy ? restoreReadonlyFields(policy, input, previous) : input;
+  }
+
+  /** A resource as the caller may see it: without its hidden fields. */
+  private visible<T extends Resource>(resource: T): T {
+    const policy = this.context.accessPolicy;
+    return policy ? removeHiddenFields(policy, resource) : resource;
   }
 
   private isSystem(): boolean {

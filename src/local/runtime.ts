@@ -236,6 +236,7 @@ export class LocalRuntime {
       projectId: auth.project.id,
       fhirBaseUrl: this.fhirBaseUrl,
       superAdmin: Boolean(auth.project.superAdmin),
+      accessPolicy: auth.accessPolicy,
     });
   }
 

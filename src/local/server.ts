@@ -22,6 +22,7 @@ import { runInRequestContext, traceIdFromHeaders } from './context.ts';
 import type { ParsedBody } from './http.ts';
 import { HttpError, mediaTypeOf, readBody, readRawBody, sendBytes, sendJson, sendOutcome } from './http.ts';
 import type { LocalRuntime } from './runtime.ts';
+import { handleStatusPage, isStatusPath } from '../ops/status-page.ts';
 import { randomUUID } from 'node:crypto';
 
 /** Body limits of the stock server's parsers other than JSON (express defaults). */
@@ -83,6 +84,12 @@ async function handle(
     return;
   }
 
+  if (isStatusPath(path)) {
+    // The status page authenticates its callers itself (HTTP Basic) and reads as them over FHIR.
+    await handleStatusPage(req, res, runtime.baseUrl);
+    return;
+  }
+
   const auth = await runtime.auth.authenticate(req.headers.authorization);
   if (!auth) {
     sendOutcome(res, unauthorized);
@@ -133,7 +140,7 @@ async function handleToken(runtime: LocalRuntime, req: IncomingMessage, res: Ser
     clientId = separator >= 0 ? decoded.slice(0, separator) : decoded;
     clientSecret = separator >= 0 ? decoded.slice(separator + 1) : '';
   }
-  const tokens = await runtime.auth.clientCredentials(clientId, clientSecret);
+  const tokens = await runtime.auth.clientCredentials(clientId, clientSecret, params.scope);
   sendJson(res, 200, tokens, ContentType.JSON, { 'Cache-Control': 'no-store', Pragma: 'no-cache' });
 }
 
