@@ -9,6 +9,7 @@ import type { MessagePlan, ResourcePlan } from '../mapping/plan.ts';
 import { LOCAL_REFERENCE_PREFIX } from '../mapping/plan.ts';
 import { createdTime } from './history.ts';
 import { identifierKey } from './identifiers.ts';
+import { hasOwnerTag, withOwnerTag } from './owner.ts';
 import { mergeResource, newResource } from './merge.ts';
 
 /** The stock server refuses transactions with more update entries (fhir-router `maxUpdates`). */
@@ -29,6 +30,11 @@ export interface CommitOptions {
    */
   readonly ledger?: (references: Readonly<Record<string, string>>) => Resource;
   readonly maxAttempts?: number;
+  /**
+   * The Organization (id) whose feed this is: every resource written is tagged as its data
+   * (src/fhir/owner.ts), so that its clinicians' AccessPolicy selects it.
+   */
+  readonly ownerOrganization?: string;
 }
 
 /** What a commit did. */
@@ -256,15 +262,15 @@ async function commitOnce(
     if (!item.existing) {
       creates.push({
         fullUrl: item.reference,
-        resource: newResource(withRefs, options.eventTime),
+        resource: withOwnerTag(newResource(withRefs, options.eventTime), options.ownerOrganization),
         request: { method: 'POST', url: withRefs.resource.resourceType },
       });
       created.push(item.plan.key);
       continue;
     }
     const current = withdrawn.size ? mapReferences(item.existing, repoint) : item.existing;
-    const merged = mergeResource(current, withRefs, options.eventTime);
-    if (sameContent(merged, item.existing)) {
+    const merged = withOwnerTag(mergeResource(current, withRefs, options.eventTime), options.ownerOrganization);
+    if (sameContent(merged, item.existing) && hasOwnerTag(item.existing, options.ownerOrganization)) {
       unchanged.push(item.plan.key);
       continue;
     }

@@ -1,6 +1,7 @@
 import type { Hl7Message, MedplumClient, WithId } from '@medplum/core';
 import { normalizeErrorString } from '@medplum/core';
 import type { Attachment, MessageHeader, Reference } from '@medplum/fhirtypes';
+import { senderOrganizationId } from '../fhir/owner.ts';
 import { CommitError, IdentityConflictError, commitPlan } from '../fhir/writer.ts';
 import type { LedgerDetails, MessageOutcome } from '../fhir/ledger.ts';
 import { buildLedgerEntry, committedEntry, describeIssue, findEarlierReceptions, markResolved, messageHash, outcomeOf, storeRawMessage } from '../fhir/ledger.ts';
@@ -129,6 +130,7 @@ export async function processInboundMessage(
     const rawMessage = warnings.length ? await storeRawMessage(medplum, raw) : undefined;
     const result = await commitPlan(medplum, plan, {
       eventTime,
+      ownerOrganization: senderOrganizationId(config.senders, header.sendingFacility),
       ledger: (refs) =>
         buildLedgerEntry(header, {
           outcome: 'committed',
