@@ -1,5 +1,5 @@
 import { MedplumClient } from '@medplum/core';
-import type { AuditEvent, Bot, Extension, Patient, Subscription } from '@medplum/fhirtypes';
+import type { AccessPolicy, AuditEvent, Bot, ClientApplication, Extension, Patient, ProjectMembership, Subscription } from '@medplum/fhirtypes';
 import { createHmac, randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, Server } from 'node:http';
 import { createServer } from 'node:http';
@@ -23,12 +23,13 @@ let medplum: MedplumClient;
 let receiver: Server;
 let receiverUrl: string;
 const received: Received[] = [];
+const logs: string[] = [];
 /** Status by path; unknown paths answer 200. A hook may run before the answer is sent. */
 const statusByPath = new Map<string, number>();
 const hooks = new Map<string, (r: Received) => Promise<void>>();
 
 beforeAll(async () => {
-  runtime = await new LocalRuntime({ port: 0, subscriptionBackoffScale: SCALE }).start();
+  runtime = await new LocalRuntime({ port: 0, subscriptionBackoffScale: SCALE, log: (line) => logs.push(line) }).start();
   medplum = new MedplumClient({ baseUrl: runtime.baseUrl, cacheTime: 0 });
   await medplum.startClientLogin(runtime.adminCredentials.clientId, runtime.adminCredentials.clientSecret);
   receiver = createServer((req, res) => {
@@ -269,5 +270,41 @@ describe('rest-hook to a Bot', () => {
     expect(logged.headers['X-Medplum-Interaction']).toBe('create');
     expect(logged.headers['Content-Type']).toBe('application/fhir+json');
     expect(logged.headers['X-Signature']).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+describe('access of the Subscription author', () => {
+  test('a resource outside the author’s policy is delivered with a warning, as the stock rest-hook worker does', async () => {
+    const family = tag();
+    const policy = await medplum.createResource<AccessPolicy>({
+      resourceType: 'AccessPolicy',
+      resource: [
+        { resourceType: 'Subscription' },
+        { resourceType: 'Patient', criteria: 'Patient?gender=male', readonly: true },
+      ],
+    });
+    const projectId = runtime.hubProjectId;
+    const app = (await medplum.post(`admin/projects/${projectId}/client`, { name: 'subscription author' })) as ClientApplication;
+    const membership = (await medplum.searchOne('ProjectMembership', { profile: 'ClientApplication/' + app.id })) as ProjectMembership;
+    await medplum.post(`admin/projects/${projectId}/members/${membership.id}`, { ...membership, accessPolicy: { reference: 'AccessPolicy/' + policy.id } });
+    const author = new MedplumClient({ baseUrl: runtime.baseUrl, cacheTime: 0 });
+    await author.startClientLogin(app.id as string, app.secret as string);
+    const subscription = await author.createResource<Subscription>({
+      resourceType: 'Subscription',
+      status: 'active',
+      reason: 'unit test',
+      criteria: 'Patient?name=' + family,
+      channel: { type: 'rest-hook', endpoint: `${receiverUrl}/${family}` },
+    });
+
+    const inScope = await medplum.createResource<Patient>({ resourceType: 'Patient', name: [{ family }], gender: 'male' });
+    const outOfScope = await medplum.createResource<Patient>({ resourceType: 'Patient', name: [{ family }], gender: 'female' });
+    await settle();
+    expect(at('/' + family)).toHaveLength(2);
+    const warnings = logs.filter((l) => l.startsWith(`Subscription/${subscription.id}:`));
+    expect(warnings).toEqual([
+      `Subscription/${subscription.id}: Patient/${outOfScope.id} is outside its author's AccessPolicy (delivered, as on the stock server for rest-hook)`,
+    ]);
+    expect(warnings.join('')).not.toContain(inScope.id);
   });
 });

@@ -14,6 +14,7 @@ import {
 } from '@medplum/core';
 import type { AuditEvent, Bot, ProjectMembership, Reference, Resource, Subscription } from '@medplum/fhirtypes';
 import { hmacSha256Hex } from '../net/hmac.ts';
+import { canPerformInteraction } from './access.ts';
 import { entityRole, recordAuditEvent } from './audit.ts';
 import { rewriteAttachmentUrls } from './attachments.ts';
 import type { AuthService } from './auth.ts';
@@ -208,6 +209,7 @@ export class SubscriptionEngine {
     const version =
       current?.meta?.versionId === job.versionId ? current : await repo.readVersion<Resource>(job.resourceType, job.id, job.versionId);
     const resource = await rewriteAttachmentUrls(version, repo, this.options.binaries, this.options.baseUrl);
+    await this.checkAuthorAccess(subscription, version);
     try {
       const endpoint = subscription.channel.endpoint ?? '';
       if (endpoint.startsWith('Bot/')) {
@@ -217,6 +219,27 @@ export class SubscriptionEngine {
       }
     } catch (err) {
       this.scheduleRetry(job, subscription, err);
+    }
+  }
+
+  /**
+   * The stock worker's `satisfiesAccessPolicy`: the resource is checked against the policy of the
+   * Subscription author's membership. The stock server enforces it only for WebSocket
+   * subscriptions; rest-hook and bot deliveries go ahead with a warning, and so they do here. The
+   * hub does not rely on it: a partner's scope is applied by the partner-webhook router, and
+   * partners may not create Subscriptions.
+   */
+  private async checkAuthorAccess(subscription: WithId<Subscription>, resource: Resource): Promise<void> {
+    const author = subscription.meta?.author;
+    if (!author?.reference || author.reference === 'system') {
+      return;
+    }
+    const membership = await this.options.auth.findMembership(author);
+    const policy = membership ? (await this.options.auth.stateFor(membership, 'client')).accessPolicy : undefined;
+    if (!membership || (policy && !canPerformInteraction(policy, 'read', resource))) {
+      this.log(
+        `Subscription/${subscription.id}: ${resource.resourceType}/${resource.id} is outside its author's AccessPolicy (delivered, as on the stock server for rest-hook)`
+      );
     }
   }
 
