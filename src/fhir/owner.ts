@@ -2,8 +2,10 @@ import type { Coding, Organization, Resource } from '@medplum/fhirtypes';
 import { HL7_SENDER_SYSTEM, HUB_URI } from '../constants.ts';
 
 /**
- * Which organizations' data a resource is: one `meta.tag` per organization whose feed wrote it,
- * code = the Organization's id. AccessPolicies select an organization's patients and their data
+ * Which organizations' data a resource is: one `meta.tag` per organization, code = the
+ * Organization's id. A message's resources belong to the organization whose feed sent it and to
+ * every organization its patient already belongs to, so that a lab's results for a hospital's
+ * patient are visible to the hospital's clinicians. AccessPolicies select an organization's patients and their data
  * with `_tag=<system>|%organization.id` (access-policies/clinician.json), a plain token criteria
  * that `@medplum/core`'s matcher and the stock server's SQL both evaluate; criteria cannot chain
  * from an Observation to its Patient's organization.
@@ -12,25 +14,34 @@ export const OWNER_ORGANIZATION_SYSTEM = `${HUB_URI}/CodeSystem/owner-organizati
 
 /**
  * @param resource - A resource about to be written.
- * @param organizationId - The id of the Organization whose feed writes it.
- * @returns The resource with that organization's tag added (other tags kept; a copy only when
- * the tag is new).
+ * @param organizationIds - The ids of the Organizations whose data it is.
+ * @returns The resource with those organizations' tags added (other tags kept; a copy only when
+ * a tag is new).
  */
-export function withOwnerTag<T extends Resource>(resource: T, organizationId: string | undefined): T {
-  if (!organizationId || hasOwnerTag(resource, organizationId)) {
+export function withOwnerTags<T extends Resource>(resource: T, organizationIds: readonly string[]): T {
+  const missing = organizationIds.filter((id) => !hasOwnerTag(resource, id));
+  if (missing.length === 0) {
     return resource;
   }
-  const tag: Coding = { system: OWNER_ORGANIZATION_SYSTEM, code: organizationId };
-  return { ...resource, meta: { ...resource.meta, tag: [...(resource.meta?.tag ?? []), tag] } };
+  const tags: Coding[] = missing.map((code) => ({ system: OWNER_ORGANIZATION_SYSTEM, code }));
+  return { ...resource, meta: { ...resource.meta, tag: [...(resource.meta?.tag ?? []), ...tags] } };
 }
 
 /**
  * @param resource - A stored resource.
- * @param organizationId - An Organization id, or undefined.
- * @returns True when the resource carries the organization's tag (or none is asked for).
+ * @param organizationId - An Organization id.
+ * @returns True when the resource carries the organization's tag.
  */
-export function hasOwnerTag(resource: Resource, organizationId: string | undefined): boolean {
-  return !organizationId || Boolean(resource.meta?.tag?.some((t) => t.system === OWNER_ORGANIZATION_SYSTEM && t.code === organizationId));
+export function hasOwnerTag(resource: Resource, organizationId: string): boolean {
+  return Boolean(resource.meta?.tag?.some((t) => t.system === OWNER_ORGANIZATION_SYSTEM && t.code === organizationId));
+}
+
+/**
+ * @param resource - A stored resource.
+ * @returns The ids of the organizations whose data it is.
+ */
+export function ownerOrganizations(resource: Resource | undefined): string[] {
+  return (resource?.meta?.tag ?? []).filter((t) => t.system === OWNER_ORGANIZATION_SYSTEM && t.code).map((t) => t.code as string);
 }
 
 /**

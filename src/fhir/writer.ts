@@ -9,7 +9,7 @@ import type { MessagePlan, ResourcePlan } from '../mapping/plan.ts';
 import { LOCAL_REFERENCE_PREFIX } from '../mapping/plan.ts';
 import { createdTime } from './history.ts';
 import { identifierKey } from './identifiers.ts';
-import { hasOwnerTag, withOwnerTag } from './owner.ts';
+import { hasOwnerTag, ownerOrganizations, withOwnerTags } from './owner.ts';
 import { mergeResource, newResource } from './merge.ts';
 
 /** The stock server refuses transactions with more update entries (fhir-router `maxUpdates`). */
@@ -225,6 +225,26 @@ async function searchByIdentifiers(medplum: MedplumClient, plans: readonly Resou
   });
 }
 
+/**
+ * The organizations a message's resources belong to: the sending feed's, and those its patient
+ * (the stored Patients the message resolves to) already belongs to.
+ * @param resolved - The message's resolved resources.
+ * @param sender - The sending feed's Organization id, if known.
+ * @returns Organization ids, each once.
+ */
+function messageOwners(resolved: readonly Resolved[], sender: string | undefined): string[] {
+  if (!sender) {
+    return [];
+  }
+  const owners = new Set<string>([sender]);
+  for (const item of resolved) {
+    if (item.existing?.resourceType === 'Patient') {
+      ownerOrganizations(item.existing).forEach((id) => owners.add(id));
+    }
+  }
+  return [...owners];
+}
+
 interface Resolved {
   readonly plan: ResourcePlan;
   readonly existing?: WithId<Resource>;
@@ -251,6 +271,7 @@ async function commitOnce(
     return key ? references[key] : undefined;
   };
 
+  const owners = messageOwners(resolved, options.ownerOrganization);
   const creates: BundleEntry[] = [];
   const updates: BundleEntry[] = [];
   const created: string[] = [];
@@ -262,15 +283,15 @@ async function commitOnce(
     if (!item.existing) {
       creates.push({
         fullUrl: item.reference,
-        resource: withOwnerTag(newResource(withRefs, options.eventTime), options.ownerOrganization),
+        resource: withOwnerTags(newResource(withRefs, options.eventTime), owners),
         request: { method: 'POST', url: withRefs.resource.resourceType },
       });
       created.push(item.plan.key);
       continue;
     }
     const current = withdrawn.size ? mapReferences(item.existing, repoint) : item.existing;
-    const merged = withOwnerTag(mergeResource(current, withRefs, options.eventTime), options.ownerOrganization);
-    if (sameContent(merged, item.existing) && hasOwnerTag(item.existing, options.ownerOrganization)) {
+    const merged = withOwnerTags(mergeResource(current, withRefs, options.eventTime), owners);
+    if (sameContent(merged, item.existing) && owners.every((id) => hasOwnerTag(item.existing as Resource, id))) {
       unchanged.push(item.plan.key);
       continue;
     }

@@ -29,7 +29,8 @@ import { startE2eTarget } from '../support/target.ts';
  * (MEDPLUM_BASE_URL...) it proves the policies themselves.
  *
  * Data: patient N is admitted by Northside's ADT feed (tagged with the Northside sender
- * Organization), patient L only has results from the Acme lab feed (tagged Acme). Test-only callers
+ * Organization), patient L only has results from the Acme lab feed (tagged Acme), patient B is
+ * admitted at Northside and has results from Acme (tagged with both). Test-only callers
  * (clinicians, a patient login) are ClientApplications whose memberships carry the shipped
  * policies with parameters, exactly as an invited user's membership would.
  */
@@ -69,10 +70,11 @@ describe('access policy matrix', () => {
   };
   let patientN: TestPatient;
   let patientL: TestPatient;
+  let patientB: TestPatient;
 
   beforeAll(async () => {
     target = await startE2eTarget();
-    const me = await target.client.get('auth/me', { cache: 'no-cache' });
+    const me = await target.client.get('auth/me');
     projectId = (me as { project: { id: string } }).project.id;
 
     // Ingest through the real feeds: ADT for N on the Northside channel, results for L from Acme.
@@ -80,13 +82,17 @@ describe('access policy matrix', () => {
     patientL = testPatient('Labson', 'Leo');
     await sendOn('northside-adt', adtA01(patientN));
     await sendOn('acme-lab', oruR01(patientL));
+    // B is a Northside patient whose results come from the Acme lab.
+    patientB = testPatient('Bothwell', 'Bea');
+    await sendOn('northside-adt', adtA01(patientB));
+    await sendOn('acme-lab', oruR01(patientB));
 
     const admin = target.client;
     data.northOrg = await findSender(admin, 'NORTHSIDE');
     data.acmeOrg = await findSender(admin, 'ACMELAB');
     data.northPatient = await findPatient(admin, patientN);
     data.labPatient = await findPatient(admin, patientL);
-    const results = await admin.searchResources('Observation', { subject: 'Patient/' + data.labPatient.id }, { cache: 'no-cache' });
+    const results = await admin.searchResources('Observation', { subject: 'Patient/' + data.labPatient.id });
     // The result that carries the lab's comment (NTE): the partner's policy hides notes.
     data.labResult = results.find((o) => o.status === 'final' && o.note?.length) as WithId<Observation>;
     expect(data.labResult).toBeDefined();
@@ -132,7 +138,7 @@ describe('access policy matrix', () => {
   }
 
   async function findSender(admin: MedplumClient, facility: string): Promise<WithId<Organization>> {
-    const org = await admin.searchOne('Organization', { identifier: `${HL7_SENDER_SYSTEM}|${facility}` }, { cache: 'no-cache' });
+    const org = await admin.searchOne('Organization', { identifier: `${HL7_SENDER_SYSTEM}|${facility}` });
     if (!org) {
       throw new Error('No sender Organization ' + facility);
     }
@@ -140,7 +146,7 @@ describe('access policy matrix', () => {
   }
 
   async function findPatient(admin: MedplumClient, p: TestPatient): Promise<WithId<Patient>> {
-    const patient = await admin.searchOne('Patient', { identifier: p.mrn }, { cache: 'no-cache' });
+    const patient = await admin.searchOne('Patient', { identifier: p.mrn });
     if (!patient) {
       throw new Error('Patient not written');
     }
@@ -177,7 +183,7 @@ describe('access policy matrix', () => {
   async function testCaller(name: string, access: ProjectMembershipAccess[], scope?: string): Promise<MedplumClient> {
     const admin = target.client;
     const app = (await admin.post(`admin/projects/${projectId}/client`, { name: `matrix ${name}` })) as WithId<ClientApplication>;
-    const membership = await admin.searchOne('ProjectMembership', { profile: 'ClientApplication/' + app.id }, { cache: 'no-cache' });
+    const membership = await admin.searchOne('ProjectMembership', { profile: 'ClientApplication/' + app.id });
     await admin.post(`admin/projects/${projectId}/members/${(membership as WithId<ProjectMembership>).id}`, { ...membership, access });
     return login(app.id, app.secret as string, scope);
   }
@@ -283,7 +289,7 @@ describe('access policy matrix', () => {
   ];
 
   async function botId(name: string): Promise<string> {
-    const bot = await target.client.searchOne('Bot', { identifier: 'https://fhir.integration-hub.dev/sid/bot-name|' + name }, { cache: 'no-cache' });
+    const bot = await target.client.searchOne('Bot', { identifier: 'https://fhir.integration-hub.dev/sid/bot-name|' + name });
     return (bot as WithId<Resource>).id;
   }
 
@@ -311,10 +317,18 @@ describe('access policy matrix', () => {
     expect(shared.map((o) => o.id)).toContain(data.labResult.id);
     expect(shared.every((o) => ['final', 'amended', 'corrected'].includes(o.status))).toBe(true);
     // The partner's policy hides notes: the stored result has one (NTE), the partner never sees it.
-    const stored = await target.client.readResource('Observation', data.labResult.id, { cache: 'no-cache' });
+    const stored = await target.client.readResource('Observation', data.labResult.id);
     const seen = await partner.readResource('Observation', data.labResult.id);
     expect(stored.note?.length ?? 0).toBeGreaterThan(0);
     expect(seen.note).toBeUndefined();
+  });
+
+  test('a lab’s results for a Northside patient are Northside’s data too', async () => {
+    const b = await findPatient(target.client, patientB);
+    const clinician = callers.get('clinician@northside') as MedplumClient;
+    const results = await clinician.searchResources('Observation', { subject: 'Patient/' + b.id });
+    expect(results.length).toBeGreaterThanOrEqual(4);
+    expect(results.every((o) => o.meta?.tag?.some((t) => t.code === data.acmeOrg.id))).toBe(true);
   });
 
   test('batch entries are checked one by one', async () => {
@@ -334,7 +348,7 @@ describe('access policy matrix', () => {
   test('a policy change applies to the next request', async () => {
     const app = (await target.client.post(`admin/projects/${projectId}/client`, { name: 'matrix policy change' })) as WithId<ClientApplication>;
     const client = await login(app.id, app.secret as string);
-    const membership = (await target.client.searchOne('ProjectMembership', { profile: 'ClientApplication/' + app.id }, { cache: 'no-cache' })) as WithId<ProjectMembership>;
+    const membership = (await target.client.searchOne('ProjectMembership', { profile: 'ClientApplication/' + app.id })) as WithId<ProjectMembership>;
     // No policy: the legacy full access of a plain membership.
     expect(await statusOf(() => client.readResource('Patient', data.northPatient.id))).toBe(200);
     await target.client.post(`admin/projects/${projectId}/members/${membership.id}`, {
