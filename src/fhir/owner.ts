@@ -3,9 +3,11 @@ import { HL7_SENDER_SYSTEM, HUB_URI } from '../constants.ts';
 
 /**
  * Which organizations' data a resource is: one `meta.tag` per organization, code = the
- * Organization's id. A message's resources belong to the organization whose feed sent it and to
- * every organization its patient already belongs to, so that a lab's results for a hospital's
- * patient are visible to the hospital's clinicians. AccessPolicies select an organization's patients and their data
+ * Organization's id. A resource a message creates or changes belongs to the organization whose
+ * feed sent it and to every organization its patient already belongs to, so that a lab's results
+ * for a hospital's patient are visible to the hospital's clinicians. Tags alone never make a
+ * new version except the sender's on the Patient (src/fhir/writer.ts), so re-sending a message
+ * stays a no-op; data written before a patient gained an organization keeps its owners. AccessPolicies select an organization's patients and their data
  * with `_tag=<system>|%organization.id` (access-policies/clinician.json), a plain token criteria
  * that `@medplum/core`'s matcher and the stock server's SQL both evaluate; criteria cannot chain
  * from an Observation to its Patient's organization.

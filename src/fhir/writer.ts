@@ -245,6 +245,16 @@ function messageOwners(resolved: readonly Resolved[], sender: string | undefined
   return [...owners];
 }
 
+/**
+ * Owner tags alone change only a Patient, and only to add the sending feed: other resources take
+ * their owners when they are created or their content changes. A re-sent message therefore
+ * changes nothing, whatever other feeds wrote in between (the principle that re-sending is a
+ * no-op outweighs re-tagging old data when a patient gains an organization).
+ */
+function needsSenderTag(existing: Resource, sender: string | undefined): boolean {
+  return existing.resourceType === 'Patient' && sender !== undefined && !hasOwnerTag(existing, sender);
+}
+
 interface Resolved {
   readonly plan: ResourcePlan;
   readonly existing?: WithId<Resource>;
@@ -291,7 +301,7 @@ async function commitOnce(
     }
     const current = withdrawn.size ? mapReferences(item.existing, repoint) : item.existing;
     const merged = withOwnerTags(mergeResource(current, withRefs, options.eventTime), owners);
-    if (sameContent(merged, item.existing) && owners.every((id) => hasOwnerTag(item.existing as Resource, id))) {
+    if (sameContent(merged, item.existing) && !needsSenderTag(item.existing, options.ownerOrganization)) {
       unchanged.push(item.plan.key);
       continue;
     }
