@@ -1,6 +1,7 @@
 import type { MedplumClient } from '@medplum/core';
 import { normalizeErrorString } from '@medplum/core';
 import { classifyFailure } from '../fhir/failures.ts';
+import { senderOrganizationId } from '../fhir/owner.ts';
 import { CommitError, commitPlan, IdentityConflictError } from '../fhir/writer.ts';
 import { loadMappingConfig } from '../inbound/config.ts';
 import { readRoster } from '../roster/roster.ts';
@@ -24,6 +25,7 @@ export async function processRosterFile(medplum: MedplumClient, source: SftpSour
   const config = await loadMappingConfig(medplum, source.senderFacility ?? '');
   const roster = readRoster(text, { config, sender: source.senderFacility ?? source.name });
   const reasons = [...roster.problems.map((p) => `line ${p.line}: ${p.message}`)];
+  const ownerOrganization = senderOrganizationId(config.senders, source.senderFacility ?? '');
   let written = 0;
   for (const row of roster.rows) {
     if (!row.plan) {
@@ -31,7 +33,7 @@ export async function processRosterFile(medplum: MedplumClient, source: SftpSour
       continue;
     }
     try {
-      await commitPlan(medplum, row.plan);
+      await commitPlan(medplum, row.plan, { ownerOrganization });
       written++;
     } catch (err) {
       // A row the server refuses is the row's problem; a server or network failure is not: the
