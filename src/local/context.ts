@@ -28,8 +28,9 @@ export function currentRequestContext(): RequestContext | undefined {
 }
 
 /**
- * Picks the trace id of an incoming request: `x-trace-id`, else a W3C `traceparent`, else a new one,
- * as the stock server does.
+ * Picks the trace id of an incoming request as the stock server does: `x-trace-id` when it is a
+ * UUID, else a well-formed W3C `traceparent`, else a new one. Anything else a client sends (an
+ * empty or `undefined` header) is not a trace id and would break the chain a trace follows.
  * @param headers - The request headers.
  * @returns The trace id.
  */
@@ -38,8 +39,18 @@ export function traceIdFromHeaders(headers: Record<string, string | string[] | u
     const value = headers[name];
     return Array.isArray(value) ? value[0] : value;
   };
-  return header('x-trace-id') ?? header('traceparent') ?? randomUUID();
+  const traceId = header('x-trace-id');
+  if (traceId && UUID.test(traceId)) {
+    return traceId;
+  }
+  const traceparent = header('traceparent');
+  if (traceparent && isTraceparent(traceparent)) {
+    return traceparent;
+  }
+  return randomUUID();
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * @param value - A candidate `traceparent` value.
