@@ -1,3 +1,4 @@
+import { withOwnerTags } from '../fhir/owner.ts';
 import type { MedplumClient, WithId } from '@medplum/core';
 import { deepEquals, normalizeErrorString } from '@medplum/core';
 import type { Bundle, BundleEntry, Coding, Identifier, Meta, Reference, Resource } from '@medplum/fhirtypes';
@@ -16,6 +17,11 @@ import { hasImportKey, logicalItemReference, resolveTokens } from './consolidate
 export interface MergeOptions {
   /** The record's Patient on this server, `Patient/<id>`. */
   readonly patient: string;
+  /**
+   * The organizations the Patient belongs to (src/fhir/owner.ts): every resource the merge
+   * creates or changes is tagged as theirs, so their clinicians see the patient's Metriport data.
+   */
+  readonly owners?: readonly string[];
   /** Entries per transaction (default 500). */
   readonly maxEntries?: number;
   /** Bytes per transaction body, below the server's JSON limit (default 900 000; stock limit 1 MB). */
@@ -212,7 +218,7 @@ class Merger {
       if (!stored) {
         entries.push({
           index,
-          entry: { fullUrl: placeholders.get(index), request: { method: 'POST', url: item.resourceType }, resource },
+          entry: { fullUrl: placeholders.get(index), request: { method: 'POST', url: item.resourceType }, resource: withOwnerTags(resource, this.options.owners ?? []) },
         });
         continue;
       }
@@ -225,7 +231,7 @@ class Merger {
         index,
         entry: {
           request: { method: 'PUT', url: `${stored.resourceType}/${stored.id}`, ifMatch: `W/"${stored.meta?.versionId}"` },
-          resource: merged,
+          resource: withOwnerTags(merged, this.options.owners ?? []),
         },
       });
     }

@@ -7,6 +7,7 @@ import type { ResourceCheck } from './consolidated.ts';
 import { METRIPORT_PATIENT_SYSTEM, METRIPORT_REQUEST_ID_SYSTEM, METRIPORT_WEBHOOK_TASK_CODE, MetriportSecret } from './constants.ts';
 import { bundleLocation, downloadBundle, withoutQueryStrings } from './download.ts';
 import { acquireLock, isLocked, LockKind, releaseLock } from '../fhir/lock.ts';
+import { ownerOrganizations } from '../fhir/owner.ts';
 import { mergePreparedImport } from './merge.ts';
 import type { MergeResult } from './merge.ts';
 import { linkMetriportId, metriportIdOf } from './patient-link.ts';
@@ -122,7 +123,7 @@ export async function processWebhookTask(medplum: MedplumClient, task: WithId<Ta
       }
       await linkMetriportId(medplum, patient, payload.patientId);
       const prepared = prepareConsolidatedImport(download.bundle, payload.patientId, options.check);
-      const merge = await mergePreparedImport(medplum, prepared, { patient: `Patient/${patient.id}` });
+      const merge = await mergePreparedImport(medplum, prepared, { patient: `Patient/${patient.id}`, owners: ownerOrganizations(patient) });
       const failures = [...prepared.skipped, ...merge.failed];
       const output = mergeOutput(merge, prepared.skipped.length, prepared.danglingReferences, failures);
       const summary = `${merge.created} created, ${merge.updated} updated, ${merge.unchanged} unchanged, ${prepared.skipped.length} skipped, ${merge.failed.length} refused (${download.bytes} bytes downloaded, ${merge.transactions} transactions)`;
