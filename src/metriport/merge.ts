@@ -1,4 +1,3 @@
-import { withOwnerTags } from '../fhir/owner.ts';
 import type { MedplumClient, WithId } from '@medplum/core';
 import { deepEquals, normalizeErrorString } from '@medplum/core';
 import type { Bundle, BundleEntry, Coding, Identifier, Meta, Reference, Resource } from '@medplum/fhirtypes';
@@ -12,6 +11,7 @@ import { classifyFailure } from '../fhir/failures.ts';
 import { MAX_UPDATES_PER_TRANSACTION } from '../fhir/writer.ts';
 import type { ImportItem, ImportKey, PreparedImport, SkippedEntry } from './consolidated.ts';
 import { hasImportKey, logicalItemReference, resolveTokens } from './consolidated.ts';
+import { withOwnerTags } from '../fhir/owner.ts';
 
 /** Options of {@link mergePreparedImport}. */
 export interface MergeOptions {
