@@ -334,6 +334,20 @@ describe('access policy matrix', () => {
     expect(results.every((o) => o.meta?.tag?.some((t) => t.code === data.acmeOrg.id))).toBe(true);
   });
 
+  test('messages racing to create the same resources all commit under the agent’s policy', async () => {
+    // Four admissions to a ward and payor no message named before, sent at once on four
+    // connections: the writer resolves its lost creates by reading history, which the inbound
+    // policies must allow.
+    const ward = 'W' + Date.now().toString(36).toUpperCase();
+    const messages = [1, 2, 3, 4].map((i) =>
+      adtA01(testPatient('Racer' + i, 'Rae')).replace('4W^401^A^NSH', `${ward}^401^A^NSH`).replace('|BCBSIL|', `|${ward}PAY|`)
+    );
+    await Promise.all(messages.map((m) => sendOn('northside-adt', m)));
+    const wards = await target.client.searchResources('Location', { _count: '1000' });
+    const raced = wards.filter((l) => JSON.stringify(l.identifier ?? []).includes(ward));
+    expect(raced).toHaveLength(1);
+  });
+
   test('batch entries are checked one by one', async () => {
     const clinician = callers.get('clinician@northside') as MedplumClient;
     const response = (await clinician.executeBatch({
