@@ -1,7 +1,7 @@
 import type { ClientApplication } from '@medplum/fhirtypes';
 import { buildBots } from '../bots/build.ts';
 import { writeMedplumConfig } from '../deploy/config-file.ts';
-import type { DeployReport } from '../deploy/deploy.ts';
+import type { DeployProgress, DeployReport } from '../deploy/deploy.ts';
 import { deploy, isNoop } from '../deploy/deploy.ts';
 import { findManaged } from '../deploy/managed.ts';
 import { loadDesiredState } from '../deploy/manifest.ts';
@@ -9,6 +9,8 @@ import type { ProjectSecretsReport } from '../deploy/project-secrets.ts';
 import { applyProjectSecrets, loadSecretDeclarations } from '../deploy/project-secrets.ts';
 import type { Target, TargetOptions } from '../deploy/target.ts';
 import { connectTarget } from '../deploy/target.ts';
+import type { ProgressSettings } from './progress.ts';
+import { createProgress } from './progress.ts';
 
 /** Options of {@link runDeploy}. */
 export interface RunDeployOptions {
@@ -20,6 +22,8 @@ export interface RunDeployOptions {
   readonly skipBuild?: boolean;
   readonly env?: NodeJS.ProcessEnv;
   readonly log: (line: string) => void;
+  /** Where the running count of resources and bots goes (default: stderr). */
+  readonly progress?: ProgressSettings;
 }
 
 /** Result of {@link runDeploy}: the managed resources' report and the project secrets' report. */
@@ -46,7 +50,37 @@ export async function runDeploy(target: Target | TargetOptions, options: RunDepl
   const declarations = await loadSecretDeclarations(options.root);
   const connected = 'client' in target ? target : await connectTarget(target);
   options.log(`${options.dryRun ? 'Plan for' : 'Deploying to'} ${connected.baseUrl} (project ${connected.projectId}): ${desired.resources.length} managed resources`);
-  const resources = await deploy(connected, desired, { dryRun: options.dryRun, env, log: options.log });
+  const progress = createProgress({ label: options.dryRun ? 'deploy plan' : 'deploy', total: desired.resources.length, ...options.progress });
+  // The live count (stderr) is erased before each line of the plan (stdout), then drawn again.
+  const log = (line: string): void => {
+    progress.clear();
+    options.log(line);
+  };
+  const finish = (bots: DeployProgress['bots']): void => progress.done(`${bots.done}/${bots.total} bot(s)`);
+  let resources: DeployReport;
+  try {
+    resources = await deploy(connected, desired, {
+      dryRun: options.dryRun,
+      env,
+      log,
+      onProgress: (step) => {
+        if (step.current) {
+          progress.note(describeStep(step));
+          return;
+        }
+        progress.tick(1);
+        if (step.done === step.total) {
+          // Ended before the agents reload: what they log (a runtime sharing this output) must
+          // not land on the live line.
+          finish(step.bots);
+        }
+      },
+    });
+  } catch (err) {
+    progress.done('stopped');
+    throw err;
+  }
+  finish({ done: resources.entries.filter((e) => e.code).length, total: resources.entries.filter((e) => e.code).length });
   for (const agent of resources.reloadedAgents) {
     options.log(`${options.dryRun ? 'would reload' : 'reloaded'} ${agent} configuration`);
   }
@@ -61,6 +95,15 @@ export async function runDeploy(target: Target | TargetOptions, options: RunDepl
     options.log('Wrote medplum.config.json (bot ids for this target)');
   }
   return report;
+}
+
+/**
+ * @param step - A resource starting.
+ * @returns The progress note: its key, and for a bot its position among the bots.
+ */
+function describeStep(step: DeployProgress): string {
+  const current = step.current as NonNullable<DeployProgress['current']>;
+  return current.bot ? `${current.key} (bot ${step.bots.done + 1}/${step.bots.total})` : current.key;
 }
 
 function summarize(report: RunDeployReport): string {

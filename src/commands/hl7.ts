@@ -1,13 +1,19 @@
 import type { MedplumClient, WithId } from '@medplum/core';
 import { normalizeErrorString } from '@medplum/core';
 import type { MessageHeader, Task } from '@medplum/fhirtypes';
+import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Target, TargetOptions } from '../deploy/target.ts';
 import { connectTarget } from '../deploy/target.ts';
 import { LedgerExtension, outcomeOf } from '../fhir/ledger.ts';
+import { hideValues } from '../fhir/strings.ts';
 import { buildReplayTask } from '../inbound/replay.ts';
 import type { LedgerCounts, LedgerStats } from '../inbound/stats.ts';
 import { controlIdOf, invariantHolds, ledgerStats, listDeadLetterEntries, listDeadLetters, senderLabel } from '../inbound/stats.ts';
+import type { ImportResult } from './hl7-import.ts';
+import { countByAck, describeFailure, importMessages, resolveImportTarget, splitImportFile } from './hl7-import.ts';
+import type { ProgressSettings } from './progress.ts';
+import { createProgress } from './progress.ts';
 
 export const HL7_USAGE = `Usage: hub hl7 <command>
 
@@ -17,9 +23,18 @@ export const HL7_USAGE = `Usage: hub hl7 <command>
                                replay dead letters through the hl7-replay bot (one Task each) and
                                wait for each to finish (default; at most --timeout seconds each,
                                default 120), --parallel at a time (default 1, in reception order)
+  import <file> [--parallel N] [--channel <name>]
+                               send the messages of an HL7 batch file (FHS/BHS...) or of a file of
+                               plain messages through the inbound pipeline, as if received over
+                               MLLP (each gets its ledger entry and ACK): the channel's bot and
+                               encoding (default: the hl7-inbound bot, UTF-8), --parallel at a time
+                               (default 1, in file order). A file whose structure does not add up
+                               (a truncated transfer) is refused whole. Exit 1 unless every
+                               message is answered AA.
 
 Output carries no patient data: ids, senders, message types, control ids and error texts, with
-quoted values in error texts hidden (the ledger entry has the full text).
+quoted values in error texts hidden (the ledger entry has the full text); import names neither the
+file nor its content. Long commands show a running count on stderr.
 `;
 
 /** Options of {@link runHl7Command}. */
@@ -28,9 +43,12 @@ export interface Hl7CommandOptions {
   readonly error: (line: string) => void;
   /** Task poll interval in ms (default 250). */
   readonly pollMs?: number;
+  /** Where the running count of replays and imports goes (default: stderr). */
+  readonly progress?: ProgressSettings;
 }
 
-type Parsed =
+/** The arguments of `hub hl7 ...`, checked. */
+export type Hl7Args =
   | { readonly command: 'stats'; readonly since?: string }
   | { readonly command: 'dead-letters'; readonly limit: number }
   | {
@@ -40,7 +58,8 @@ type Parsed =
       readonly wait: boolean;
       readonly timeoutMs: number;
       readonly parallel: number;
-    };
+    }
+  | { readonly command: 'import'; readonly file: string; readonly parallel: number; readonly channel?: string };
 
 /** Task statuses after which the replay bot is done with a Task. */
 const FINAL_STATUSES: readonly Task['status'][] = ['completed', 'failed', 'cancelled', 'rejected', 'entered-in-error'];
@@ -56,7 +75,7 @@ const FINAL_STATUSES: readonly Task['status'][] = ['completed', 'failed', 'cance
  * does not add up), 2 for a usage error.
  */
 export async function runHl7Command(target: Target | TargetOptions | string, args: readonly string[], options: Hl7CommandOptions): Promise<number> {
-  const parsed = parseArgs(args);
+  const parsed = parseHl7Args(args);
   if (typeof parsed === 'string') {
     options.error(parsed);
     options.error(HL7_USAGE);
@@ -74,14 +93,20 @@ export async function runHl7Command(target: Target | TargetOptions | string, arg
       return printDeadLetters(connected.client, parsed.limit, options);
     case 'replay':
       return replay(connected.client, parsed, options);
+    case 'import':
+      return importFile(connected.client, parsed, options);
   }
 }
 
-function parseArgs(args: readonly string[]): Parsed | string {
+/**
+ * @param args - Arguments after `hl7`.
+ * @returns The checked arguments, or what is wrong with them.
+ */
+export function parseHl7Args(args: readonly string[]): Hl7Args | string {
   const [command, ...rest] = args;
   const flags = new Map<string, string | true>();
   const positional: string[] = [];
-  const valued = new Set(['--since', '--limit', '--timeout', '--parallel']);
+  const valued = new Set(['--since', '--limit', '--timeout', '--parallel', '--channel']);
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i];
     if (arg.startsWith('--')) {
@@ -103,6 +128,7 @@ function parseArgs(args: readonly string[]): Parsed | string {
     stats: ['--since'],
     'dead-letters': ['--limit'],
     replay: ['--all', '--wait', '--no-wait', '--timeout', '--parallel'],
+    import: ['--parallel', '--channel'],
   };
   if (!command || !(command in known)) {
     return command ? `Unknown hl7 command: ${command}` : 'Missing hl7 command';
@@ -136,6 +162,17 @@ function parseArgs(args: readonly string[]): Parsed | string {
       }
       const limit = positiveInt('--limit', 50);
       return typeof limit === 'string' ? limit : { command, limit };
+    }
+    case 'import': {
+      if (positional.length !== 1) {
+        return positional.length === 0 ? 'Give the file to import' : `Give one file to import, not ${positional.length}`;
+      }
+      const parallel = positiveInt('--parallel', 1);
+      if (typeof parallel === 'string') {
+        return parallel;
+      }
+      const channel = flags.get('--channel') as string | undefined;
+      return { command, file: positional[0], parallel: Math.min(parallel, 16), ...(channel !== undefined ? { channel } : {}) };
     }
     default: {
       const all = flags.has('--all');
@@ -214,14 +251,8 @@ async function printDeadLetters(medplum: MedplumClient, limit: number, options: 
   return 0;
 }
 
-/**
- * @param text - An error text from the ledger.
- * @returns The text with quoted values (dates, codes as sent) replaced by `'…'`: the texts name
- * fields, but some quote the offending value, which may be patient data.
- */
-export function hideValues(text: string): string {
-  return text.replace(/'[^']*'/g, "'…'").replace(/"[^"]*"/g, '"…"');
-}
+// Kept importable from here: the ledger's error texts are where it was first needed.
+export { hideValues };
 
 interface ReplayJob {
   readonly entry: WithId<MessageHeader>;
@@ -230,7 +261,7 @@ interface ReplayJob {
   result?: 'completed' | 'failed';
 }
 
-async function replay(medplum: MedplumClient, parsed: Extract<Parsed, { command: 'replay' }>, options: Hl7CommandOptions): Promise<number> {
+async function replay(medplum: MedplumClient, parsed: Extract<Hl7Args, { command: 'replay' }>, options: Hl7CommandOptions): Promise<number> {
   let failures = 0;
   const entries: WithId<MessageHeader>[] = [];
   if (parsed.all) {
@@ -244,7 +275,7 @@ async function replay(medplum: MedplumClient, parsed: Extract<Parsed, { command:
       try {
         entries.push(await medplum.readResource('MessageHeader', id));
       } catch (err) {
-        options.error(`MessageHeader/${id}: cannot be read: ${normalizeErrorString(err)}`);
+        options.error(`MessageHeader/${id}: cannot be read: ${hideValues(normalizeErrorString(err))}`);
         failures++;
       }
     }
@@ -252,10 +283,21 @@ async function replay(medplum: MedplumClient, parsed: Extract<Parsed, { command:
 
   const jobs: ReplayJob[] = entries.map((entry) => ({ entry }));
   const total = jobs.length;
+  const progress = createProgress({ label: parsed.wait ? 'hl7 replay' : 'hl7 replay (creating Tasks)', total, ...options.progress });
+  // The live count (stderr) is erased before each outcome line (stdout), then drawn again.
+  const log = (line: string): void => {
+    progress.clear();
+    options.log(line);
+  };
   if (!parsed.wait) {
-    for (const job of jobs) {
-      const task = await createTask(medplum, job.entry);
-      options.log(`${describeEntry(job.entry)}: Task/${task.id} created`);
+    try {
+      for (const job of jobs) {
+        const task = await createTask(medplum, job.entry);
+        log(`${describeEntry(job.entry)}: Task/${task.id} created`);
+        progress.tick(1, `Task/${task.id}`);
+      }
+    } finally {
+      progress.done(`${progress.count} Task(s) created`);
     }
     options.log(`Created ${total} replay Task(s); not waiting (check them with: hub hl7 dead-letters / hub hl7 stats).`);
     return failures ? 1 : 0;
@@ -264,46 +306,97 @@ async function replay(medplum: MedplumClient, parsed: Extract<Parsed, { command:
   const pollMs = options.pollMs ?? 250;
   let next = 0;
   let done = 0;
-  let lastProgress = Date.now();
   const running: ReplayJob[] = [];
-  while (done < total) {
-    while (running.length < parsed.parallel && next < total) {
-      const job = jobs[next++];
-      job.task = await createTask(medplum, job.entry);
-      job.deadline = Date.now() + parsed.timeoutMs;
-      running.push(job);
-    }
-    await sleep(pollMs);
-    for (const task of await readTasks(medplum, running.map((j) => j.task?.id as string))) {
-      const job = running.find((j) => j.task?.id === task.id) as ReplayJob;
-      job.task = task;
-    }
-    for (const job of [...running]) {
-      const task = job.task as WithId<Task>;
-      const finished = FINAL_STATUSES.includes(task.status);
-      if (!finished && Date.now() < (job.deadline as number)) {
-        continue;
+  try {
+    while (done < total) {
+      while (running.length < parsed.parallel && next < total) {
+        const job = jobs[next++];
+        job.task = await createTask(medplum, job.entry);
+        job.deadline = Date.now() + parsed.timeoutMs;
+        running.push(job);
       }
-      running.splice(running.indexOf(job), 1);
-      done++;
-      job.result = task.status === 'completed' ? 'completed' : 'failed';
-      if (job.result === 'failed') {
-        failures++;
+      await sleep(pollMs);
+      for (const task of await readTasks(medplum, running.map((j) => j.task?.id as string))) {
+        const job = running.find((j) => j.task?.id === task.id) as ReplayJob;
+        job.task = task;
       }
-      options.log(await describeOutcome(medplum, job, finished, parsed.timeoutMs));
-      if (total >= 10 && (done % 10 === 0 || done === total)) {
-        options.log(`replayed ${done}/${total}`);
-        lastProgress = Date.now();
+      for (const job of [...running]) {
+        const task = job.task as WithId<Task>;
+        const finished = FINAL_STATUSES.includes(task.status);
+        if (!finished && Date.now() < (job.deadline as number)) {
+          continue;
+        }
+        running.splice(running.indexOf(job), 1);
+        done++;
+        job.result = task.status === 'completed' ? 'completed' : 'failed';
+        if (job.result === 'failed') {
+          failures++;
+        }
+        log(await describeOutcome(medplum, job, finished, parsed.timeoutMs));
+        progress.tick(1);
       }
+      progress.note(running.length ? `waiting for ${running.map((j) => `Task/${j.task?.id}`).join(', ')}` : undefined);
     }
-    if (total > 1 && Date.now() - lastProgress >= 10_000) {
-      options.log(`replayed ${done}/${total} (waiting for ${running.map((j) => `Task/${j.task?.id}`).join(', ')})`);
-      lastProgress = Date.now();
-    }
+  } finally {
+    const finished = jobs.filter((j) => j.result === 'completed').length;
+    progress.done(`${finished} completed, ${done - finished} failed`);
   }
   const completed = jobs.filter((j) => j.result === 'completed').length;
   options.log(`Replayed ${total}: ${completed} completed, ${total - completed} failed${failures > total - completed ? `; ${failures - (total - completed)} not found` : ''}.`);
   return failures ? 1 : 0;
+}
+
+/**
+ * `hub hl7 import <file>`: every message of the file through the channel's inbound bot, as if
+ * received over MLLP; a running count, then the count by ACK code and the control ids of the
+ * messages not answered AA.
+ */
+async function importFile(medplum: MedplumClient, parsed: Extract<Hl7Args, { command: 'import' }>, options: Hl7CommandOptions): Promise<number> {
+  let content: Buffer;
+  try {
+    content = await readFile(parsed.file);
+  } catch (err) {
+    // Node's message repeats the path, and file names can carry patient names or MRNs.
+    options.error(`The file cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    return 1;
+  }
+  const target = await resolveImportTarget(medplum, parsed.channel);
+  if (typeof target === 'string') {
+    options.error(target);
+    return 1;
+  }
+  const split = splitImportFile(content, target.encoding);
+  if ('problems' in split) {
+    options.error(`Not imported: the file is not an intact HL7 file (${split.problems.length} problem(s)); no message was sent`);
+    split.problems.forEach((p) => options.error(`  ${p}`));
+    return 1;
+  }
+  const total = split.messages.length;
+  if (total === 0) {
+    options.log('The file holds no message.');
+    return 0;
+  }
+  options.log(`Importing ${total} message(s) through the ${target.label} (${target.encoding}), ${Math.min(parsed.parallel, total)} at a time`);
+  const progress = createProgress({ label: 'hl7 import', total, ...options.progress });
+  let results: ImportResult[];
+  try {
+    results = await importMessages(medplum, target, split.messages, { parallel: parsed.parallel, progress });
+  } catch (err) {
+    progress.done('stopped');
+    throw err;
+  }
+  const counts = countByAck(results);
+  const byAck = `AA ${counts.AA}, AE ${counts.AE}, AR ${counts.AR}${counts.none ? `, no ACK ${counts.none}` : ''}`;
+  progress.done(byAck);
+  const failed = results.filter((r) => r.ackCode !== 'AA');
+  for (const result of failed) {
+    options.log(describeFailure(result));
+  }
+  options.log(
+    `Imported ${total} message(s): ${byAck}` +
+      (counts.AE || counts.AR ? ' (AE: dead-lettered, AR: rejected; see hub hl7 dead-letters and hub hl7 stats)' : '')
+  );
+  return failed.length ? 1 : 0;
 }
 
 function createTask(medplum: MedplumClient, entry: WithId<MessageHeader>): Promise<WithId<Task>> {

@@ -4,6 +4,9 @@ import { BOT_NAME_SYSTEM } from '../constants.ts';
 import { findManaged } from '../deploy/managed.ts';
 import type { Target, TargetOptions } from '../deploy/target.ts';
 import { connectTarget } from '../deploy/target.ts';
+import { hideValues } from '../fhir/strings.ts';
+import type { ProgressSettings } from './progress.ts';
+import { createProgress } from './progress.ts';
 import { METRIPORT_MESSAGE_ID_SYSTEM, METRIPORT_WEBHOOK_TASK_CODE } from '../metriport/constants.ts';
 
 export const METRIPORT_USAGE = `Usage: hub metriport <command>
@@ -19,6 +22,8 @@ export const METRIPORT_USAGE = `Usage: hub metriport <command>
 export interface MetriportCommandOptions {
   readonly log: (line: string) => void;
   readonly error: (line: string) => void;
+  /** Where the running count of redrives goes (default: stderr). */
+  readonly progress?: ProgressSettings;
 }
 
 /**
@@ -55,10 +60,18 @@ export async function runMetriportCommand(target: Target | TargetOptions | strin
     }
     return 0;
   }
-  for (const id of rest) {
-    const task = await connected.client.readResource('Task', id);
-    await connected.client.updateResource<Task>({ ...task, status: 'requested', businessStatus: undefined, output: undefined });
-    options.log(`Task/${id}: requested again (was ${task.status}${isStale(task) ? ', stale' : ''})`);
+  const progress = createProgress({ label: 'metriport redrive', total: rest.length, ...options.progress });
+  try {
+    for (const id of rest) {
+      const task = await connected.client.readResource('Task', id);
+      await connected.client.updateResource<Task>({ ...task, status: 'requested', businessStatus: undefined, output: undefined });
+      // The live count (stderr) is erased before each line (stdout), then drawn again.
+      progress.clear();
+      options.log(`Task/${id}: requested again (was ${task.status}${isStale(task) ? ', stale' : ''})`);
+      progress.tick(1, `Task/${id}`);
+    }
+  } finally {
+    progress.done(`${progress.count} requested again`);
   }
   return 0;
 }
@@ -101,14 +114,16 @@ export async function listWebhookTasks(medplum: MedplumClient, options: { failed
 
 /**
  * @param task - A webhook Task.
- * @returns One line: id, status, outcome, message id and what happened (no PHI: ids and counts).
+ * @returns One line: id, status, outcome, message id and what happened (no PHI: ids and counts;
+ * quoted values in the outcome's text hidden).
  */
 export function describeTask(task: Task): string {
   const messageId = task.identifier?.find((i) => i.system === METRIPORT_MESSAGE_ID_SYSTEM)?.value ?? '-';
-  const type = task.input?.[0]?.valueString ?? '-';
+  // By name, not position: the other input is the webhook body, full of patient data.
+  const type = task.input?.find((i) => i.type?.text === 'message type')?.valueString ?? '-';
   const outcome = task.businessStatus?.coding?.[0]?.code ?? '-';
   const status = isStale(task) ? `${task.status} (stale: no run has finished it; redrive it)` : task.status;
-  return `Task/${task.id}  ${task.authoredOn ?? ''}  ${type}  message ${messageId}  ${status}  ${outcome}  ${task.businessStatus?.text ?? ''}`.trimEnd();
+  return `Task/${task.id}  ${task.authoredOn ?? ''}  ${type}  message ${messageId}  ${status}  ${outcome}  ${hideValues(task.businessStatus?.text ?? '')}`.trimEnd();
 }
 
 /** Longer than the processing bot's timeout (900 s): a run still `in-progress` after it has died. */

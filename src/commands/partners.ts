@@ -2,8 +2,11 @@ import type { WithId } from '@medplum/core';
 import type { Coding, Task } from '@medplum/fhirtypes';
 import type { Target, TargetOptions } from '../deploy/target.ts';
 import { connectTarget } from '../deploy/target.ts';
+import { hideValues } from '../fhir/strings.ts';
 import { DELIVERY_TASK_CODE } from '../outbound/delivery.ts';
 import { DELIVERY_STATE_SYSTEM, replayQueued } from '../outbound/queue.ts';
+import type { ProgressSettings } from './progress.ts';
+import { createProgress } from './progress.ts';
 
 export const PARTNERS_USAGE = `Usage: hub partners <command>   (or hub labs <command> for orders to labs)
 
@@ -18,6 +21,8 @@ export const PARTNERS_USAGE = `Usage: hub partners <command>   (or hub labs <com
 export interface PartnersCommandOptions {
   readonly log: (line: string) => void;
   readonly error: (line: string) => void;
+  /** Where the running count of replays goes (default: stderr). */
+  readonly progress?: ProgressSettings;
 }
 
 /**
@@ -62,18 +67,27 @@ export async function runPartnersCommand(
     tasks.forEach((task) => options.log(describeDelivery(task)));
     return 0;
   }
-  for (const id of ids) {
-    await replayQueued(client, id, queue, windowHours * 3600_000);
-    options.log(`Task/${id}: queued again (retry window ${windowHours} h); it is sent within a minute`);
+  const progress = createProgress({ label: `${queue.code === DELIVERY_TASK_CODE.code ? 'partners' : 'labs'} replay`, total: ids.length, ...options.progress });
+  try {
+    for (const id of ids) {
+      await replayQueued(client, id, queue, windowHours * 3600_000);
+      // The live count (stderr) is erased before each line (stdout), then drawn again.
+      progress.clear();
+      options.log(`Task/${id}: queued again (retry window ${windowHours} h); it is sent within a minute`);
+      progress.tick(1, `Task/${id}`);
+    }
+  } finally {
+    progress.done(`${progress.count} queued again`);
   }
   return 0;
 }
 
 /**
  * @param task - A delivery Task.
- * @returns One line: ids, state and attempts (no resource content).
+ * @returns One line: ids, state and attempts (no resource content; quoted values in the state's
+ * text hidden, as a failure's text may quote what was sent).
  */
 export function describeDelivery(task: WithId<Task>): string {
   const state = task.businessStatus?.coding?.find((c) => c.system === DELIVERY_STATE_SYSTEM)?.code ?? 'pending';
-  return `Task/${task.id}  ${task.authoredOn ?? ''}  ${task.focus?.reference ?? ''}  → ${task.owner?.reference ?? ''}  ${task.status}  ${state}  ${task.businessStatus?.text ?? ''}`.trimEnd();
+  return `Task/${task.id}  ${task.authoredOn ?? ''}  ${task.focus?.reference ?? ''}  → ${task.owner?.reference ?? ''}  ${task.status}  ${state}  ${hideValues(task.businessStatus?.text ?? '')}`.trimEnd();
 }

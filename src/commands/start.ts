@@ -2,6 +2,7 @@ import { buildBots } from '../bots/build.ts';
 import { connectTarget } from '../deploy/target.ts';
 import { LocalRuntime } from '../local/runtime.ts';
 import { runDeploy } from './deploy.ts';
+import type { ProgressSettings } from './progress.ts';
 
 /** Options of {@link startHub}. */
 export interface StartHubOptions {
@@ -14,6 +15,8 @@ export interface StartHubOptions {
   /** Maps configured MLLP ports (tests use `() => 0`). */
   readonly mllpPort?: (configuredPort: number) => number;
   readonly subscriptionBackoffScale?: number;
+  /** Where the deploy's running count goes (default: stderr). */
+  readonly progress?: ProgressSettings;
 }
 
 /**
@@ -43,7 +46,7 @@ export async function startHub(options: StartHubOptions): Promise<LocalRuntime> 
   try {
     const admin = runtime.adminCredentials;
     const target = await connectTarget({ baseUrl: runtime.baseUrl, clientId: admin.clientId, clientSecret: admin.clientSecret });
-    await runDeploy(target, { root: options.root, dryRun: false, writeConfig: false, skipBuild: true, env, log });
+    await runDeploy(target, { root: options.root, dryRun: false, writeConfig: false, skipBuild: true, env, log, progress: options.progress });
   } catch (err) {
     await runtime.stop();
     throw err;

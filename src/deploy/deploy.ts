@@ -46,6 +46,19 @@ export interface DeployOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Progress lines (no secrets, no PHI). */
   readonly log?: (line: string) => void;
+  /** Called as each managed resource starts (with `current`) and when it is done, for a running count. */
+  readonly onProgress?: (progress: DeployProgress) => void;
+}
+
+/** Where a deploy is: managed resources and, among them, bots. */
+export interface DeployProgress {
+  /** Managed resources done so far, and how many there are. */
+  readonly done: number;
+  readonly total: number;
+  /** The resource starting now (`Type/name`, and whether it is a bot); absent when one was just done. */
+  readonly current?: { readonly key: string; readonly bot: boolean };
+  /** Bots done so far, and how many there are. */
+  readonly bots: { readonly done: number; readonly total: number };
 }
 
 /**
@@ -85,8 +98,11 @@ export async function deploy(target: Target, desired: DesiredState, options: Dep
   }
 
   const lookups = await lookUpManaged(target, desired.resources);
+  const total = desired.resources.length;
+  const botCount = { done: 0, total: desired.resources.filter((r) => r.bundle).length };
   for (const [i, managed] of desired.resources.entries()) {
     const key = `${managed.resourceType}/${managed.name}`;
+    options.onProgress?.({ done: i, total, current: { key, bot: Boolean(managed.bundle) }, bots: { ...botCount } });
     const existing = existingOf(managed, lookups[i]);
     const resolved = resolvePlaceholders(managed.template, {
       idOf: (ref: ManagedRef) => ids.get(`${ref.resourceType}/${ref.name}`),
@@ -104,7 +120,12 @@ export async function deploy(target: Target, desired: DesiredState, options: Dep
       bots.push({ name: managed.name, id: entry.id, source: managed.bundle.source, dist: managed.bundle.dist });
     }
     entries.push(entry);
-    log(`[${i + 1}/${desired.resources.length}] ${describeEntry(entry)}`);
+    // The running count goes to the caller's progress output; the line says what happened.
+    log(describeEntry(entry));
+    if (managed.bundle) {
+      botCount.done++;
+    }
+    options.onProgress?.({ done: i + 1, total, bots: { ...botCount } });
   }
 
   const reloadedAgents: string[] = [];

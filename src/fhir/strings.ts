@@ -10,5 +10,16 @@ export function stripControlCharacters(text: string): string {
   return text.replace(CONTROL_CHARACTERS, '');
 }
 
+/**
+ * Hides the values an error text quotes. The hub's error texts name fields, but some quote the
+ * offending value (a date, a code as sent), and server errors may quote what was stored: patient
+ * data in either case, so a text bound for a process log or CLI output goes through this first.
+ * @param text - An error text.
+ * @returns The text with each quoted value replaced by `'…'` (or `"…"`).
+ */
+export function hideValues(text: string): string {
+  return text.replace(/'[^']*'/g, "'…'").replace(/"[^"]*"/g, '"…"');
+}
+
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHARACTERS = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g;

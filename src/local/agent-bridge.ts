@@ -6,6 +6,7 @@ import { Hl7Connection } from '@medplum/hl7';
 import { createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { AGENT_CLIENT_EXTENSION } from '../constants.ts';
+import { hideValues } from '../fhir/strings.ts';
 import type { AgentReply, AgentTransmitRequest } from './agent-messages.ts';
 import type { PingCommand } from './agent-ping.ts';
 import { pingHost } from './agent-ping.ts';
@@ -488,7 +489,7 @@ export class AgentBridge {
       response = await this.transmit(channel, message.toString());
     } catch (err) {
       // The stock server answers agent:error; the agent logs it and the device gets nothing.
-      this.log(`${prefix} message ${controlId}: ${normalizeErrorString(err)}`);
+      this.log(`${prefix} message ${controlId}: ${hideValues(normalizeErrorString(err))}`);
       return;
     }
     this.sendToRemote(channel, remote, controlId, response);
@@ -551,7 +552,9 @@ export class AgentBridge {
       return;
     }
     if (response.statusCode >= 400) {
-      this.log(`${prefix} message ${controlId}: bot run failed (status ${response.statusCode}): ${errorText(response.body)}; no ACK sent`);
+      // The body is the bot's log or return value, which may quote the message: it stays in the
+      // run's AuditEvent (the FHIR record), not in the process log.
+      this.log(`${prefix} message ${controlId}: bot run failed (status ${response.statusCode}; its log is in the bot's AuditEvent); no ACK sent`);
       return;
     }
     let reply: Hl7Message;
@@ -609,17 +612,6 @@ export class AgentBridge {
  */
 function keepAliveOf(agent: Agent): boolean {
   return agent.setting?.find((setting) => setting.name === 'keepAlive')?.valueBoolean ?? false;
-}
-
-/** The error text of a failed run's JSON body (an OperationOutcome), bounded, never the message. */
-function errorText(body: string): string {
-  let text: string;
-  try {
-    text = normalizeErrorString(JSON.parse(body));
-  } catch (_err) {
-    text = body;
-  }
-  return text.length > 500 ? text.slice(0, 500) + '...' : text;
 }
 
 async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void> {

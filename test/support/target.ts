@@ -29,9 +29,11 @@ const ROOT = join(import.meta.dirname, '..', '..');
  * free loopback ports with the hub deployed into it by `npm start`'s own code path.
  * @param options - Extra environment for the local runtime's deploy (e.g. bot secrets).
  * @param options.env - Variables added to the process environment.
+ * @param options.log - The local runtime's process log (and its deploy's lines); discarded by
+ * default. A stock target's logs are the server's own and cannot be captured here.
  * @returns The target.
  */
-export async function startE2eTarget(options: { env?: NodeJS.ProcessEnv } = {}): Promise<E2eTarget> {
+export async function startE2eTarget(options: { env?: NodeJS.ProcessEnv; log?: (line: string) => void } = {}): Promise<E2eTarget> {
   const env = process.env;
   if (env.MEDPLUM_BASE_URL && env.MEDPLUM_CLIENT_ID && env.MEDPLUM_CLIENT_SECRET) {
     const client = new MedplumClient({ baseUrl: env.MEDPLUM_BASE_URL, clientId: env.MEDPLUM_CLIENT_ID });
@@ -60,7 +62,7 @@ export async function startE2eTarget(options: { env?: NodeJS.ProcessEnv } = {}):
   const runtime = await startHub({
     root: ROOT,
     env: localEnv,
-    log: () => undefined,
+    log: options.log ?? (() => undefined),
     version: 'e2e',
     port: 0,
     mllpPort: () => 0,
