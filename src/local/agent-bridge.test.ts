@@ -373,6 +373,9 @@ describe('AgentBridge (real MLLP sockets)', () => {
     expect(event.outcome).toBe('0');
     expect(event.entity?.some((e) => e.what?.reference === `Agent/${agent.id}`)).toBe(true);
     expect(event.agent?.some((a) => a.who?.reference?.startsWith('ClientApplication/'))).toBe(true);
+    // A run the agent starts gets a trace id of its own, as on the stock server.
+    const traceId = event.extension?.find((e) => e.url === 'https://medplum.com/fhir/StructureDefinition/tracing')?.extension?.[0]?.valueId;
+    expect(traceId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
   });
 
   function auditEventsFor(agentId: string): AuditEvent[] {

@@ -14,7 +14,8 @@ import type {
   Resource,
   Subscription,
 } from '@medplum/fhirtypes';
-import { stripControlCharacters } from '../../fhir/strings.ts';
+import { randomUUID } from 'node:crypto';
+import { hideValues, stripControlCharacters } from '../../fhir/strings.ts';
 import { entityRole, recordAuditEvent } from '../audit.ts';
 import type { AuthService } from '../auth.ts';
 import type { BinaryStorage } from '../binary-storage.ts';
@@ -72,7 +73,10 @@ export class BotExecutor {
    * @param request - The run.
    * @returns The outcome.
    */
-  async execute(request: BotExecutionRequest): Promise<SandboxResult> {
+  async execute(original: BotExecutionRequest): Promise<SandboxResult> {
+    // Every run has a trace id, as on the stock server: one started by cron or by the agent gets
+    // a new one, which its FHIR calls and its AuditEvent carry.
+    const request = original.traceId ? original : { ...original, traceId: randomUUID() };
     const startTime = request.requestTime ?? new Date().toISOString();
     let result: SandboxResult;
     try {
@@ -163,7 +167,8 @@ export class BotExecutor {
     };
     // Auditing must never change a run's outcome: the caller's answer, an ACK, depends on it.
     await recordAuditEvent(this.options.systemRepo, auditEvent, request.traceId).catch((err: unknown) => {
-      console.error(`AuditEvent for Bot/${bot.id} not written: ${normalizeErrorString(err)}`);
+      // The server's error may quote a value of the event, whose outcomeDesc is the bot's log.
+      console.error(`AuditEvent for Bot/${bot.id} not written: ${hideValues(normalizeErrorString(err))}`);
     });
   }
 }
