@@ -18,8 +18,9 @@ export async function handler(medplum: MedplumClient, event: BotEvent<Resource>)
   // needs the SearchParameter definitions.
   loadFhirDefinitions();
   const result = await routeChange(medplum, event);
-  if (!result.routed) {
-    console.log(`partner-webhook: ${result.reason}`);
-  }
+  // One line per run, ids only: with the bot's `on-output` audit trigger, every routing then
+  // leaves an AuditEvent (entities: the resource and the Subscription; the trace id) naming the
+  // delivery it queued, which `hub trace` follows.
+  console.log(result.routed ? `partner-webhook: queued ${result.delivery} for ${result.partner}` : `partner-webhook: ${result.reason}`);
   return result;
 }

@@ -251,9 +251,6 @@ async function printDeadLetters(medplum: MedplumClient, limit: number, options: 
   return 0;
 }
 
-// Kept importable from here: the ledger's error texts are where it was first needed.
-export { hideValues };
-
 interface ReplayJob {
   readonly entry: WithId<MessageHeader>;
   task?: WithId<Task>;

@@ -5,7 +5,7 @@ import type { LockKindCode } from '../fhir/lock.ts';
 import { acquireLock, releaseLock } from '../fhir/lock.ts';
 
 /** Extensions on a queued Task: when it may be tried next, and how often it was tried. */
-const QueueExtension = {
+export const QueueExtension = {
   nextAttempt: `${HUB_URI}/StructureDefinition/delivery-next-attempt`,
   attempts: `${HUB_URI}/StructureDefinition/delivery-attempts`,
 } as const;
