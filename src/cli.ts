@@ -6,9 +6,12 @@ import { findManagedClient, runDeploy } from './commands/deploy.ts';
 import { runHl7Command } from './commands/hl7.ts';
 import { runMetriportCommand } from './commands/metriport.ts';
 import { runPartnersCommand } from './commands/partners.ts';
+import { runTraceCommand } from './commands/trace.ts';
+import { runStatusCommand } from './commands/status.ts';
 import { LAB_ORDER_TASK_CODE } from './outbound/lab-orders.ts';
 import { describeRuntime, startHub } from './commands/start.ts';
 import { initDockerEnv } from './deploy/env-file.ts';
+import { hideValues } from './fhir/strings.ts';
 import { targetFromEnv } from './deploy/target.ts';
 
 const USAGE = `Usage: hub <command>
@@ -25,6 +28,8 @@ const USAGE = `Usage: hub <command>
                         list open dead letters (ids, sender, type, control id, error; no PHI)
   hl7 replay <MessageHeader id ...> | --all [--no-wait] [--timeout <s>] [--parallel <n>]
                         replay dead letters (one replay Task each) and wait for their outcome
+  hl7 import <file> [--parallel N] [--channel <name>]
+                        send an HL7 batch file's messages through the inbound pipeline (ACK summary)
   metriport webhook-url | tasks [--failed] [--limit N] | redrive <Task id ...>
                         the Metriport webhook URL to configure; received messages and their
                         outcome; process recorded messages again
@@ -32,6 +37,16 @@ const USAGE = `Usage: hub <command>
                         deliveries to partners and their dead-letter; send dead letters again
   labs deliveries [--dead-letter] [--limit N] | replay <Task id ...> [--window-hours H]
                         orders to labs and their dead-letter; send dead letters again
+  status [--json] [--since <ISO date>] [--bucket-minutes N] [--buckets N]
+                        per channel (HL7 sender, Metriport, SFTP source, partner, lab): counts by
+                        state, oldest pending, last error, throughput per hour, open dead letters
+  status --serve [--port N]
+                        the status page on 127.0.0.1 against $MEDPLUM_BASE_URL (log in with a
+                        ClientApplication id and secret)
+  trace <message-id|resource> [--json]
+                        follow an ingestion end to end: ledger entry or file or Metriport message,
+                        the resources written, the runs and partner/lab deliveries they caused
+                        (or, from a resource, the messages that wrote it); no PHI
   env:init              create or complete .env for the Docker stack (generated secrets)
 `;
 
@@ -99,6 +114,12 @@ async function main(argv: string[]): Promise<number> {
     case 'labs': {
       return runPartnersCommand(targetFromEnv(process.env), args, { log, error: (line) => console.error(line) }, LAB_ORDER_TASK_CODE);
     }
+    case 'status': {
+      return runStatusCommand(targetFromEnv(process.env), args, { log, error: (line) => console.error(line), env: process.env });
+    }
+    case 'trace': {
+      return runTraceCommand(targetFromEnv(process.env), args, { log, error: (line) => console.error(line) });
+    }
     case 'env:init': {
       const result = await initDockerEnv(join(root, '.env'));
       log(`.env: created ${result.created.length ? result.created.join(', ') : 'nothing'}; kept ${result.kept.length} existing values`);
@@ -124,7 +145,8 @@ function waitForSignal(): Promise<void> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    console.error(err instanceof Error ? err.message : String(err));
+    // A server error may quote a stored value: the values are hidden, the text kept.
+    console.error(hideValues(err instanceof Error ? err.message : String(err)));
     process.exit(1);
   }
 );

@@ -65,6 +65,7 @@ export function describeRuntime(runtime: LocalRuntime): string[] {
     `  FHIR base URL:   ${runtime.fhirBaseUrl}`,
     `  OAuth2 token:    ${runtime.baseUrl}oauth2/token`,
     `  Health:          ${runtime.baseUrl}healthcheck`,
+    `  Status page:     ${runtime.baseUrl}hub/status  (log in with a client id and secret, e.g. the ops client's)`,
   ];
   for (const listener of runtime.agents.listeners()) {
     lines.push(`  MLLP ${listener.channel.padEnd(14)} ${listener.host}:${listener.port}  (Agent ${listener.agentName ?? listener.agentId})`);
