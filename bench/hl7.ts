@@ -1,11 +1,12 @@
 import type { MedplumClient, WithId } from '@medplum/core';
 import { Hl7Message } from '@medplum/core';
-import type { Agent, Bot, Endpoint } from '@medplum/fhirtypes';
+import type { Agent, Bot, Endpoint, ProjectMembership } from '@medplum/fhirtypes';
 import { Hl7Client } from '@medplum/hl7';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { findManaged } from '../src/deploy/managed.ts';
 import { readHl7Message, readMessageHeader } from '../src/hl7/message.ts';
 import { readMappingConfigFiles } from '../src/mapping/config-files.ts';
 import type { MappingConfig } from '../src/mapping/context.ts';
@@ -112,18 +113,32 @@ async function main(): Promise<void> {
     const configs = [
       { label: 'trivial ACK bot', channel: trivialChannel, connections: 1 },
       { label: 'hl7-inbound', channel: 'northside-adt', connections: 1 },
+      // The same bot with the agent's membership stripped of its AccessPolicy (full access): what
+      // enforcing the policy costs on the inbound path.
+      { label: 'hl7-inbound, agent without policy', channel: 'northside-adt', connections: 1, withoutPolicy: true },
       { label: 'trivial ACK bot', channel: trivialChannel, connections: 8 },
       { label: 'hl7-inbound', channel: 'northside-adt', connections: 8 },
     ];
+    const agentMembership = await membershipOf(target.client, 'client-agent');
     const results: (LoadResult & { label: string; connections: number })[] = [];
     for (const c of configs) {
       const left = TOTAL_LIMIT_MS - (performance.now() - started) - 5_000;
       const duration = Math.max(1000, Math.min(E2E_MS, (left - WARMUP_MS * (configs.length - results.length)) / (configs.length - results.length)));
       const pool = Array.from({ length: c.connections }, () => new Hl7Client({ ...address(c.channel), keepAlive: true }));
       clients.push(...pool);
-      await load(pool, nextMessage, WARMUP_MS);
-      const result = await load(pool, nextMessage, duration);
-      results.push({ ...result, label: c.label, connections: c.connections });
+      if (c.withoutPolicy) {
+        const { accessPolicy: _policy, ...open } = agentMembership;
+        await setMembership(target.client, runtime.hubProjectId, open);
+      }
+      try {
+        await load(pool, nextMessage, WARMUP_MS);
+        const result = await load(pool, nextMessage, duration);
+        results.push({ ...result, label: c.label, connections: c.connections });
+      } finally {
+        if (c.withoutPolicy) {
+          await setMembership(target.client, runtime.hubProjectId, agentMembership);
+        }
+      }
       await Promise.all(pool.map((client) => client.close()));
     }
     const rows: Row[] = results.map((r) => {
@@ -146,6 +161,13 @@ async function main(): Promise<void> {
       ['bot, connections', 'messages', 'msg/s', 'p50 ms', 'p99 ms', 'msg/s vs trivial', 'p50 vs trivial'],
       rows.map(cellsOf)
     );
+    const withPolicy = results.find((r) => r.label === 'hl7-inbound' && r.connections === 1);
+    const withoutPolicy = results.find((r) => r.label === 'hl7-inbound, agent without policy');
+    if (withPolicy && withoutPolicy) {
+      console.log(
+        `AccessPolicy enforcement: hl7-inbound, 1 conn, ${fmt(withPolicy.throughput)} msg/s with the agent's policy vs ${fmt(withoutPolicy.throughput)} without (${(withPolicy.throughput / withoutPolicy.throughput).toFixed(2)}x; p50 ${withPolicy.p50.toFixed(1)} vs ${withoutPolicy.p50.toFixed(1)} ms)`
+      );
+    }
     const acks = results.flatMap((r) => Object.entries(r.codes).map(([k, v]) => `${r.label}/${r.connections}: ${k} ${v}`));
     console.log(`ACK codes: ${acks.join('; ')}`);
     const bots = await target.client.searchResources('Bot', { _count: '100' });
@@ -275,6 +297,20 @@ async function load(pool: readonly Hl7Client[], next: () => Hl7Message, duration
   latencies.sort((a, b) => a - b);
   const pct = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? NaN;
   return { count: latencies.length, failures, throughput: (latencies.length / elapsed) * 1000, p50: pct(50), p99: pct(99), codes };
+}
+
+/** The membership of a managed ClientApplication. */
+async function membershipOf(client: MedplumClient, name: string): Promise<WithId<ProjectMembership>> {
+  const [app] = await findManaged(client, 'ClientApplication', name);
+  const membership = app && (await client.searchOne('ProjectMembership', { profile: `ClientApplication/${app.id}` }));
+  if (!membership) {
+    throw new Error(`no membership for the managed client ${name}`);
+  }
+  return membership;
+}
+
+async function setMembership(client: MedplumClient, projectId: string, membership: WithId<ProjectMembership>): Promise<void> {
+  await client.post(`admin/projects/${projectId}/members/${membership.id}`, membership);
 }
 
 /**
