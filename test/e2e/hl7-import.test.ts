@@ -8,10 +8,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { MESSAGE_KEY_SYSTEM, messageKey, outcomeOf } from '../../src/fhir/ledger.ts';
 import { readHl7Message, readMessageHeader } from '../../src/hl7/message.ts';
 import type { LedgerCounts } from '../../src/inbound/stats.ts';
-import { ledgerStats } from '../../src/inbound/stats.ts';
 import { adtA01, adtA08, adtWithoutPatientId, controlIdOf, oruR01, SYSTEMS, testPatient, unsupportedQuery } from '../support/hl7-messages.ts';
 import type { E2eTarget } from '../support/target.ts';
 import { startE2eTarget } from '../support/target.ts';
+import { changedCounts, ledgerTotals } from '../support/ledger-counts.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -78,21 +78,8 @@ describe('hub hl7 import', () => {
     return client.searchResources('MessageHeader', { _tag: `${MESSAGE_KEY_SYSTEM}|${messageKey(header)}` });
   }
 
-  async function totals(): Promise<LedgerCounts> {
-    const stats = await ledgerStats(client);
-    expect(stats.invariantHolds).toBe(true);
-    return stats.total;
-  }
-
-  function changed(after: LedgerCounts, before: LedgerCounts): Partial<LedgerCounts> {
-    const result: Partial<LedgerCounts> = {};
-    for (const key of Object.keys(after) as (keyof LedgerCounts)[]) {
-      if (after[key] !== before[key]) {
-        result[key] = after[key] - before[key];
-      }
-    }
-    return result;
-  }
+  const totals = (): Promise<LedgerCounts> => ledgerTotals(client);
+  const changed = changedCounts;
 
   test('a batch file: one ledger entry per message as over MLLP, a running count, the summary by ACK code, exit 1 for the dead letter', async () => {
     const p = testPatient('Abernathy', 'Rosalind');

@@ -9,12 +9,12 @@ import { LedgerExtension, MESSAGE_KEY_SYSTEM, MESSAGE_REPLAY_TAG, messageKey, ou
 import { readHl7Message, readMessageHeader } from '../../src/hl7/message.ts';
 import { buildReplayTask } from '../../src/inbound/replay.ts';
 import type { LedgerCounts } from '../../src/inbound/stats.ts';
-import { ledgerStats } from '../../src/inbound/stats.ts';
 import { adtA01, controlIdOf, SYSTEMS, testPatient, vxuV04 } from '../support/hl7-messages.ts';
 import type { TestPatient } from '../support/hl7-messages.ts';
 import { ackCode, MllpSender } from '../support/mllp-sender.ts';
 import type { E2eTarget } from '../support/target.ts';
 import { startE2eTarget } from '../support/target.ts';
+import { changedCounts, ledgerTotals } from '../support/ledger-counts.ts';
 import { waitFor } from '../support/wait.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -119,21 +119,8 @@ describe('HL7 dead letters and replay', () => {
     return client.searchResources('MessageHeader', { _tag: `${MESSAGE_KEY_SYSTEM}|${messageKey(header)}`, _sort: '_lastUpdated' });
   }
 
-  async function totals(): Promise<LedgerCounts> {
-    const stats = await ledgerStats(client);
-    expect(stats.invariantHolds).toBe(true);
-    return stats.total;
-  }
-
-  function changed(after: LedgerCounts, before: LedgerCounts): Partial<LedgerCounts> {
-    const result: Partial<LedgerCounts> = {};
-    for (const key of Object.keys(after) as (keyof LedgerCounts)[]) {
-      if (after[key] !== before[key]) {
-        result[key] = after[key] - before[key];
-      }
-    }
-    return result;
-  }
+  const totals = (): Promise<LedgerCounts> => ledgerTotals(client);
+  const changed = changedCounts;
 
   async function tasksFor(entry: string): Promise<WithId<Task>[]> {
     return client.searchResources('Task', { focus: entry, _sort: '_lastUpdated' });

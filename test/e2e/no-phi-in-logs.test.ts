@@ -11,7 +11,7 @@
  * the fixtures stop carrying them.
  */
 import type { MedplumClient, WithId } from '@medplum/core';
-import type { AccessPolicy, Bot, Endpoint, MessageHeader, Patient, ProjectSetting, Subscription, Task } from '@medplum/fhirtypes';
+import type { Bot, Endpoint, MessageHeader, Patient, Task } from '@medplum/fhirtypes';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
@@ -21,12 +21,11 @@ import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { BOT_NAME_SYSTEM } from '../../src/constants.ts';
 import { MESSAGE_KEY_SYSTEM, messageKey, outcomeOf, readRawMessage } from '../../src/fhir/ledger.ts';
 import { readHl7Message, readMessageHeader } from '../../src/hl7/message.ts';
-import { DELIVERY_TASK_CODE } from '../../src/outbound/delivery.ts';
-import { PARTNER_WEBHOOK_CONNECTION, PartnerExtension } from '../../src/outbound/partner.ts';
 import { generateWebhookSecret } from '../../src/outbound/standard-webhooks.ts';
 import { adtA01, adtWithoutPatientId, oruR01, SYSTEMS, testPatient } from '../support/hl7-messages.ts';
 import type { TestPatient } from '../support/hl7-messages.ts';
 import { ackCode, MllpSender } from '../support/mllp-sender.ts';
+import { createTestPartner, partnerDeliveries, runPartnerDeliveryPass, setProjectSecret } from '../support/partners.ts';
 import type { E2eTarget } from '../support/target.ts';
 import { startE2eTarget } from '../support/target.ts';
 import { waitFor } from '../support/wait.ts';
@@ -160,52 +159,22 @@ describe('no PHI in process logs', () => {
     return entry;
   }
 
-  async function setSecret(name: string, value: string): Promise<void> {
-    const projectId = (client.getProject() as { id: string }).id;
-    const current = ((await client.get(`admin/projects/${projectId}`)) as { project: { secret?: ProjectSetting[] } }).project.secret ?? [];
-    await client.post(`admin/projects/${projectId}/secrets`, [...current.filter((s) => s.name !== name), { name, valueString: value }]);
-  }
-
   /** A partner that receives patients: its scope, Endpoint and Subscription, as ops would set it up. */
   async function patientPartner(url: string, secret: string): Promise<WithId<Endpoint>> {
-    await setSecret('PARTNER_NO_PHI_E2E_SECRET', secret);
-    const scope = await client.createResource<AccessPolicy>({ resourceType: 'AccessPolicy', name: 'no-PHI e2e partner scope', resource: [{ resourceType: 'Patient', readonly: true }] });
-    const endpoint = await client.createResource<Endpoint>({
-      resourceType: 'Endpoint',
-      status: 'active',
+    await setProjectSecret(client, 'PARTNER_NO_PHI_E2E_SECRET', secret);
+    const partner = await createTestPartner(client, {
       name: 'no-PHI e2e partner',
-      connectionType: { ...PARTNER_WEBHOOK_CONNECTION },
-      payloadType: [{ text: 'FHIR notification Bundle' }],
-      address: url,
-      extension: [
-        { url: PartnerExtension.secretNames, valueString: 'PARTNER_NO_PHI_E2E_SECRET' },
-        { url: PartnerExtension.retryWindowHours, valueDecimal: 72 },
-        { url: PartnerExtension.retryBaseSeconds, valueDecimal: 0 },
-        { url: PartnerExtension.settleSeconds, valueDecimal: 0 },
-        { url: PartnerExtension.accessPolicy, valueReference: { reference: `AccessPolicy/${scope.id}` } },
-      ],
-    });
-    const bot = (await client.searchOne('Bot', { identifier: `${BOT_NAME_SYSTEM}|partner-webhook` })) as WithId<Bot>;
-    await client.createResource<Subscription>({
-      resourceType: 'Subscription',
-      status: 'active',
-      reason: 'no-PHI e2e partner receives patients',
+      url,
+      secretName: 'PARTNER_NO_PHI_E2E_SECRET',
+      windowHours: 72,
+      scope: [{ resourceType: 'Patient', readonly: true }],
       criteria: 'Patient',
-      channel: { type: 'rest-hook', endpoint: `Bot/${bot.id}`, payload: 'application/fhir+json' },
-      extension: [{ url: PartnerExtension.endpoint, valueReference: { reference: `Endpoint/${endpoint.id}` } }],
     });
-    return endpoint;
+    return partner.endpoint;
   }
 
-  async function deliveries(endpoint: Endpoint): Promise<WithId<Task>[]> {
-    return client.searchResources('Task', { code: `${DELIVERY_TASK_CODE.system}|${DELIVERY_TASK_CODE.code}`, owner: `Endpoint/${endpoint.id}`, _count: '100' });
-  }
-
-  /** Runs the partner-delivery cron pass once, as the cron worker would. */
-  async function deliveryPass(): Promise<void> {
-    const bot = (await client.searchOne('Bot', { identifier: `${BOT_NAME_SYSTEM}|partner-delivery` })) as WithId<Bot>;
-    await client.executeBot({ system: BOT_NAME_SYSTEM, value: 'partner-delivery' }, bot, 'application/fhir+json');
-  }
+  const deliveries = (endpoint: Endpoint): Promise<WithId<Task>[]> => partnerDeliveries(client, endpoint);
+  const deliveryPass = (): Promise<void> => runPartnerDeliveryPass(client);
 
   /** The distinctive values, in the forms they could be printed in. */
   function phiValues(): string[] {

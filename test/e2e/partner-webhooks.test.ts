@@ -7,17 +7,15 @@
  * a replay delivers it.
  */
 import type { MedplumClient, WithId } from '@medplum/core';
-import type { AccessPolicy, Bot, Bundle, Endpoint, Observation, Parameters, ProjectSetting, Subscription, Task } from '@medplum/fhirtypes';
+import type { Endpoint, Observation, Task } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { BOT_NAME_SYSTEM } from '../../src/constants.ts';
 import { runPartnersCommand } from '../../src/commands/partners.ts';
-import { DELIVERY_TASK_CODE } from '../../src/outbound/delivery.ts';
-import { PARTNER_WEBHOOK_CONNECTION, PartnerExtension } from '../../src/outbound/partner.ts';
 import { generateWebhookSecret, verifyStandardWebhook } from '../../src/outbound/standard-webhooks.ts';
 import type { E2eTarget } from '../support/target.ts';
 import { startE2eTarget } from '../support/target.ts';
 import { waitFor } from '../support/wait.ts';
 import { WebhookReceiver } from '../support/webhook-receiver.ts';
+import { createTestPartner, notificationFocus, partnerDeliveries, runPartnerDeliveryPass, setProjectSecret } from '../support/partners.ts';
 
 const LAB = { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'laboratory' }] };
 const VITALS = { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'vital-signs' }] };
@@ -26,63 +24,17 @@ let target: E2eTarget;
 let client: MedplumClient;
 let skip: string | undefined;
 
-async function setSecret(name: string, value: string): Promise<void> {
-  const projectId = (client.getProject() as { id: string }).id;
-  const current = ((await client.get(`admin/projects/${projectId}`)) as { project: { secret?: ProjectSetting[] } }).project.secret ?? [];
-  await client.post(`admin/projects/${projectId}/secrets`, [...current.filter((s) => s.name !== name), { name, valueString: value }]);
-}
+const setSecret = (name: string, value: string): Promise<void> => setProjectSecret(client, name, value);
 
-/** A partner as ops would configure it: its scope, its Endpoint, its Subscription. */
+/** A partner as ops would configure it: laboratory results without notes, retried with no delay. */
 async function createPartner(name: string, url: string, secretName: string, windowHours: number): Promise<WithId<Endpoint>> {
-  const scope = await client.createResource<AccessPolicy>({
-    resourceType: 'AccessPolicy',
-    name: `${name} scope`,
-    resource: [{ resourceType: 'Observation', criteria: 'Observation?category=laboratory', readonly: true, hiddenFields: ['note'] }],
-  });
-  const endpoint = await client.createResource<Endpoint>({
-    resourceType: 'Endpoint',
-    status: 'active',
-    name,
-    connectionType: { ...PARTNER_WEBHOOK_CONNECTION },
-    payloadType: [{ text: 'FHIR notification Bundle' }],
-    address: url,
-    extension: [
-      { url: PartnerExtension.secretNames, valueString: secretName },
-      { url: PartnerExtension.retryWindowHours, valueDecimal: windowHours },
-      { url: PartnerExtension.retryBaseSeconds, valueDecimal: 0 },
-      { url: PartnerExtension.settleSeconds, valueDecimal: 0 },
-      { url: PartnerExtension.accessPolicy, valueReference: { reference: `AccessPolicy/${scope.id}` } },
-    ],
-  });
-  const bot = (await client.searchOne('Bot', { identifier: `${BOT_NAME_SYSTEM}|partner-webhook` })) as WithId<Bot>;
-  await client.createResource<Subscription>({
-    resourceType: 'Subscription',
-    status: 'active',
-    reason: `${name} receives laboratory results`,
-    criteria: 'Observation',
-    channel: { type: 'rest-hook', endpoint: `Bot/${bot.id}`, payload: 'application/fhir+json' },
-    extension: [{ url: PartnerExtension.endpoint, valueReference: { reference: `Endpoint/${endpoint.id}` } }],
-  });
-  return endpoint;
+  const scope = [{ resourceType: 'Observation' as const, criteria: 'Observation?category=laboratory', readonly: true, hiddenFields: ['note'] }];
+  return (await createTestPartner(client, { name, url, secretName, windowHours, scope, criteria: 'Observation' })).endpoint;
 }
 
-async function deliveries(endpoint: Endpoint): Promise<WithId<Task>[]> {
-  return client.searchResources('Task', { code: `${DELIVERY_TASK_CODE.system}|${DELIVERY_TASK_CODE.code}`, owner: `Endpoint/${endpoint.id}`, _count: '100' });
-}
-
-/** Runs the cron pass once, as the cron worker would. */
-async function deliveryPass(): Promise<void> {
-  const bot = (await client.searchOne('Bot', { identifier: `${BOT_NAME_SYSTEM}|partner-delivery` })) as WithId<Bot>;
-  await client.executeBot({ system: BOT_NAME_SYSTEM, value: 'partner-delivery' }, bot, 'application/fhir+json');
-}
-
-function focusOf(body: Buffer): string {
-  const bundle = JSON.parse(body.toString('utf8')) as Bundle;
-  const status = bundle.entry?.[0]?.resource as Parameters;
-  const event = status.parameter?.find((p) => p.name === 'notification-event');
-  const focus = event?.part?.find((p) => p.name === 'focus')?.valueReference?.reference ?? '';
-  return focus.slice(focus.indexOf('Observation/'));
-}
+const deliveries = (endpoint: Endpoint): Promise<WithId<Task>[]> => partnerDeliveries(client, endpoint);
+const deliveryPass = (): Promise<void> => runPartnerDeliveryPass(client);
+const focusOf = (body: Buffer): string => notificationFocus(body);
 
 beforeAll(async () => {
   target = await startE2eTarget();

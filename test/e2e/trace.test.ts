@@ -8,7 +8,7 @@
  */
 import type { WithId } from '@medplum/core';
 import { MedplumClient } from '@medplum/core';
-import type { AccessPolicy, Bot, Bundle, Endpoint, Observation, Parameters, ProjectSetting, Subscription, Task } from '@medplum/fhirtypes';
+import type { Bot, Endpoint, Observation, Subscription, Task } from '@medplum/fhirtypes';
 import type { TestContext } from 'vitest';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runTraceCommand } from '../../src/commands/trace.ts';
@@ -17,8 +17,6 @@ import { findManaged } from '../../src/deploy/managed.ts';
 import { MESSAGE_KEY_SYSTEM } from '../../src/fhir/ledger.ts';
 import { traceChain } from '../../src/ops/trace.ts';
 import type { TraceReport, WrittenTrace } from '../../src/ops/trace.ts';
-import { DELIVERY_TASK_CODE } from '../../src/outbound/delivery.ts';
-import { PARTNER_WEBHOOK_CONNECTION, PartnerExtension } from '../../src/outbound/partner.ts';
 import { generateWebhookSecret } from '../../src/outbound/standard-webhooks.ts';
 import { FILE_FORMAT_SYSTEM, SFTP_INBOUND_CONNECTION, SFTP_SOURCE_SYSTEM, SftpExtension } from '../../src/sftp/source.ts';
 import { adtA01, controlIdOf, oruR01, testPatient } from '../support/hl7-messages.ts';
@@ -29,55 +27,22 @@ import type { E2eTarget } from '../support/target.ts';
 import { startE2eTarget } from '../support/target.ts';
 import { waitFor } from '../support/wait.ts';
 import { WebhookReceiver } from '../support/webhook-receiver.ts';
+import type { TestPartner } from '../support/partners.ts';
+import { createTestPartner, notificationFocus, partnerDeliveries, runPartnerDeliveryPass, setProjectSecret } from '../support/partners.ts';
 
 let target: E2eTarget;
 let client: MedplumClient;
 let sender: MllpSender | undefined;
 let skip: string | undefined;
 
-interface PartnerSetup {
-  readonly endpoint: WithId<Endpoint>;
-  readonly subscription: WithId<Subscription>;
-}
+type PartnerSetup = TestPartner;
 
-async function setSecret(name: string, value: string): Promise<void> {
-  const projectId = (client.getProject() as { id: string }).id;
-  const current = ((await client.get(`admin/projects/${projectId}`)) as { project: { secret?: ProjectSetting[] } }).project.secret ?? [];
-  await client.post(`admin/projects/${projectId}/secrets`, [...current.filter((s) => s.name !== name), { name, valueString: value }]);
-}
+const setSecret = (name: string, value: string): Promise<void> => setProjectSecret(client, name, value);
 
 /** A partner as ops would configure it: laboratory results in scope, sent at once, retried with no delay. */
-async function createPartner(name: string, url: string, secretName: string, windowHours: number): Promise<PartnerSetup> {
-  const scope = await client.createResource<AccessPolicy>({
-    resourceType: 'AccessPolicy',
-    name: `${name} scope`,
-    resource: [{ resourceType: 'Observation', criteria: 'Observation?category=laboratory', readonly: true }],
-  });
-  const endpoint = await client.createResource<Endpoint>({
-    resourceType: 'Endpoint',
-    status: 'active',
-    name,
-    connectionType: { ...PARTNER_WEBHOOK_CONNECTION },
-    payloadType: [{ text: 'FHIR notification Bundle' }],
-    address: url,
-    extension: [
-      { url: PartnerExtension.secretNames, valueString: secretName },
-      { url: PartnerExtension.retryWindowHours, valueDecimal: windowHours },
-      { url: PartnerExtension.retryBaseSeconds, valueDecimal: 0 },
-      { url: PartnerExtension.settleSeconds, valueDecimal: 0 },
-      { url: PartnerExtension.accessPolicy, valueReference: { reference: `AccessPolicy/${scope.id}` } },
-    ],
-  });
-  const bot = await partnerWebhookBot();
-  const subscription = await client.createResource<Subscription>({
-    resourceType: 'Subscription',
-    status: 'active',
-    reason: `${name} receives laboratory results`,
-    criteria: 'Observation',
-    channel: { type: 'rest-hook', endpoint: `Bot/${bot.id}`, payload: 'application/fhir+json' },
-    extension: [{ url: PartnerExtension.endpoint, valueReference: { reference: `Endpoint/${endpoint.id}` } }],
-  });
-  return { endpoint, subscription };
+function createPartner(name: string, url: string, secretName: string, windowHours: number): Promise<PartnerSetup> {
+  const scope = [{ resourceType: 'Observation' as const, criteria: 'Observation?category=laboratory', readonly: true }];
+  return createTestPartner(client, { name, url, secretName, windowHours, scope, criteria: 'Observation' });
 }
 
 async function retire(...partners: PartnerSetup[]): Promise<void> {
@@ -91,15 +56,8 @@ async function partnerWebhookBot(): Promise<WithId<Bot>> {
   return (await client.searchOne('Bot', { identifier: `${BOT_NAME_SYSTEM}|partner-webhook` })) as WithId<Bot>;
 }
 
-async function deliveries(partner: PartnerSetup): Promise<WithId<Task>[]> {
-  return client.searchResources('Task', { code: `${DELIVERY_TASK_CODE.system}|${DELIVERY_TASK_CODE.code}`, owner: `Endpoint/${partner.endpoint.id}`, _count: '100' });
-}
-
-/** Runs the partner-delivery cron pass once, as the cron worker would. */
-async function deliveryPass(): Promise<void> {
-  const bot = (await client.searchOne('Bot', { identifier: `${BOT_NAME_SYSTEM}|partner-delivery` })) as WithId<Bot>;
-  await client.executeBot({ system: BOT_NAME_SYSTEM, value: 'partner-delivery' }, bot, 'application/fhir+json');
-}
+const deliveries = (partner: PartnerSetup): Promise<WithId<Task>[]> => partnerDeliveries(client, partner.endpoint);
+const deliveryPass = (): Promise<void> => runPartnerDeliveryPass(client);
 
 /** Sends an ORU^R01 over MLLP on the lab's channel and expects AA. */
 async function sendOru(ctx: TestContext, p: TestPatient): Promise<string> {
@@ -115,12 +73,7 @@ async function sendOru(ctx: TestContext, p: TestPatient): Promise<string> {
   return message;
 }
 
-function focusOf(body: Buffer): string {
-  const bundle = JSON.parse(body.toString('utf8')) as Bundle;
-  const status = bundle.entry?.[0]?.resource as Parameters;
-  const focus = status.parameter?.find((p) => p.name === 'notification-event')?.part?.find((p) => p.name === 'focus')?.valueReference?.reference ?? '';
-  return focus.slice(focus.indexOf('Observation/'));
-}
+const focusOf = (body: Buffer): string => notificationFocus(body);
 
 /** A client logged in as the managed `ops` ClientApplication. */
 async function opsClient(): Promise<MedplumClient> {
