@@ -18,7 +18,8 @@ export function stripControlCharacters(text: string): string {
  * @returns The text with each quoted value replaced by `'…'` (or `"…"`).
  */
 export function hideValues(text: string): string {
-  return text.replace(/'[^']*'/g, "'…'").replace(/"[^"]*"/g, '"…"');
+  // A quote followed by a letter or digit is inside the value (O'Brien), not its end.
+  return text.replace(/'(?:[^']|'(?=[\p{L}\p{N}]))*'/gu, "'…'").replace(/"(?:[^"]|"(?=[\p{L}\p{N}]))*"/gu, '"…"');
 }
 
 // eslint-disable-next-line no-control-regex

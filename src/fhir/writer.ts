@@ -226,17 +226,15 @@ async function searchByIdentifiers(medplum: MedplumClient, plans: readonly Resou
 }
 
 /**
- * The organizations a message's resources belong to: the sending feed's, and those its patient
- * (the stored Patients the message resolves to) already belongs to.
+ * The organizations a message's resources belong to: the sending feed's (when it is a known
+ * sender Organization), and those its patient (the stored Patients the message resolves to)
+ * already belongs to.
  * @param resolved - The message's resolved resources.
  * @param sender - The sending feed's Organization id, if known.
  * @returns Organization ids, each once.
  */
 function messageOwners(resolved: readonly Resolved[], sender: string | undefined): string[] {
-  if (!sender) {
-    return [];
-  }
-  const owners = new Set<string>([sender]);
+  const owners = new Set<string>(sender ? [sender] : []);
   for (const item of resolved) {
     if (item.existing?.resourceType === 'Patient') {
       ownerOrganizations(item.existing).forEach((id) => owners.add(id));

@@ -79,19 +79,21 @@ describe('applySmartScopes', () => {
     resource: [{ resourceType: '*' }, { resourceType: 'Patient', criteria: 'Patient?active=true' }],
   };
 
-  test('keeps only scoped types, read scopes make entries read-only, queries narrow criteria', () => {
+  test('keeps only scoped types, read scopes set readonly, queries narrow criteria', () => {
     const narrowed = applySmartScopes(policy, 'openid system/Observation.rs system/Patient.read?gender=female');
     expect(narrowed.resource).toEqual([
-      { resourceType: 'Observation', interaction: ['read', 'vread', 'history', 'search'] },
-      { resourceType: 'Patient', interaction: ['read', 'vread', 'history', 'search'], criteria: 'Patient?gender=female' },
-      {
-        resourceType: 'Patient',
-        criteria: 'Patient?active=true&gender=female',
-        interaction: ['read', 'vread', 'history', 'search'],
-      },
+      { resourceType: 'Observation', readonly: true },
+      { resourceType: 'Patient', readonly: true, criteria: 'Patient?gender=female' },
+      { resourceType: 'Patient', criteria: 'Patient?active=true&gender=female', readonly: true },
     ]);
     expect(supportsInteraction(narrowed, 'create', 'Observation')).toBe(false);
     expect(supportsInteraction(narrowed, 'read', 'Encounter')).toBe(false);
+  });
+
+  test('as on the stock server, a read scope does not narrow an entry that lists its interactions', () => {
+    const listed: AccessPolicy = { resourceType: 'AccessPolicy', resource: [{ resourceType: 'Patient', interaction: ['read', 'update'] }] };
+    const narrowed = applySmartScopes(listed, 'system/Patient.rs');
+    expect(supportsInteraction(narrowed, 'update', 'Patient')).toBe(true);
   });
 
   test('no resource scope leaves the policy as it is; write letters do not make it read-only', () => {

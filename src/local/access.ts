@@ -122,7 +122,8 @@ export function substituteParameters(policy: AccessPolicy, access: ProjectMember
  * Narrows a policy with SMART scopes (stock `applySmartScopes`): scopes of the form
  * `(patient|user|system)/(Type|*).(read|write|*|c?r?u?d?s?)[?query]`. An entry is kept only for a
  * type the scopes name (a `*` entry is expanded per named type); scopes with read and search
- * letters only make the entry read-only; a scope's query is added to the entry's criteria. Without
+ * letters only set the entry's `readonly` (which core ignores for an entry that lists its
+ * interactions); a scope's query is added to the entry's criteria. Without
  * a single resource scope the policy is unchanged.
  * @param policy - The membership's policy.
  * @param scope - The login's space-separated scopes.
@@ -147,9 +148,10 @@ export function applySmartScopes(policy: AccessPolicy, scope: string | undefined
       }
       const narrowed: AccessPolicyResource = { ...entry, resourceType };
       if (smart.readOnly) {
-        narrowed.interaction = entry.interaction
-          ? entry.interaction.filter((i) => readInteractions.includes(i as AccessPolicyInteraction))
-          : [...readInteractions];
+        // As the stock `mergeAccessPolicyWithScope`: the entry becomes `readonly`, which core
+        // ignores when the entry lists its interactions, so a read scope narrows only entries
+        // that do not.
+        narrowed.readonly = true;
       }
       if (smart.query) {
         narrowed.criteria = narrowed.criteria ? `${narrowed.criteria}&${smart.query}` : `${resourceType}?${smart.query}`;

@@ -451,12 +451,16 @@ export class HubRepository extends FhirRepository<undefined> {
     }
   }
 
-  /** History and vread are checked against the current version, as on the stock server. */
+  /**
+   * History and vread are checked against the current version, as on the stock server: a caller
+   * that may not read it gets 404, one that may read but not use the interaction 403. A deleted
+   * resource is checked against its last content (its tombstone keeps it), so deleting a resource
+   * never opens its history.
+   */
   private checkCurrentVersion(interaction: AccessPolicyInteraction, versions: readonly StoredVersion[]): void {
     const current = versions[versions.length - 1];
-    if (!current.deleted) {
-      this.checkCan(interaction, current.resource);
-    }
+    this.checkCanRead(current.resource);
+    this.checkCan(interaction, current.resource);
   }
 
   /** The stock "check after the write": the result and the write constraints. */

@@ -243,7 +243,9 @@ async function handleFhir(
     sendOutcome(res, outcome);
     return;
   }
-  const rewritten = await rewriteAttachmentUrls(resource, runtime.systemRepo(), runtime.binaries, runtime.baseUrl);
+  // Signed as the caller, as on the stock server: a Binary it may not read stays `Binary/<id>`
+  // (a presigned URL needs no login, so signing as the system would hand out any Binary).
+  const rewritten = await rewriteAttachmentUrls(resource, repo, runtime.binaries, runtime.baseUrl);
   sendJson(res, getStatus(outcome), withBinaryUrl(runtime, rewritten), ContentType.FHIR_JSON, resourceHeaders(runtime, outcome, resource));
 }
 

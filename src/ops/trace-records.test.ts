@@ -1,6 +1,7 @@
 import type { WithId } from '@medplum/core';
 import type { AuditEvent, MessageHeader, Task } from '@medplum/fhirtypes';
-import { describe, expect, test } from 'vitest';
+import { beforeAll, describe, expect, test } from 'vitest';
+import { loadFhirDefinitions } from '../fhir/definitions.ts';
 import { LedgerExtension, MESSAGE_KEY_SYSTEM, MESSAGE_OUTCOME_SYSTEM, MESSAGE_REPLAY_TAG } from '../fhir/ledger.ts';
 import { DELIVERY_TASK_CODE } from '../outbound/delivery.ts';
 import { DELIVERY_STATE_SYSTEM, QueueExtension } from '../outbound/queue.ts';
@@ -36,6 +37,12 @@ function ledgerEntry(outcome: string, extra: Partial<MessageHeader> = {}): WithI
     ...extra,
   };
 }
+
+
+// Resource types in run details are recognised with the FHIR definitions.
+beforeAll(() => {
+  loadFhirDefinitions();
+});
 
 describe('parseSubject', () => {
   test('references, with and without a version', () => {
@@ -126,11 +133,12 @@ describe('runOf', () => {
       subscription: 'Subscription/s1',
       outcome: 'success',
       traceId: 'trace-1',
-      detail: `partner-webhook: queued Task/t1 for Endpoint/e1 ('…')`,
+      // Only the bot's prefix and the references: a bot's output may quote what it handled.
+      detail: 'partner-webhook: Task/t1 Endpoint/e1',
     });
   });
 
-  test('a failed rest-hook delivery without trace id; long details are clipped', () => {
+  test('a failed rest-hook delivery without trace id: free text is not shown; long details are clipped', () => {
     const run = runOf({
       resourceType: 'AuditEvent',
       id: 'a2',
@@ -139,11 +147,23 @@ describe('runOf', () => {
       agent: [],
       source: { observer: { reference: 'Subscription/s2' } },
       outcome: '4',
-      outcomeDesc: 'x'.repeat(500),
+      outcomeDesc: 'Connection refused for Rivera, Jane ' + 'x'.repeat(500),
     });
     expect(run).toMatchObject({ kind: 'rest-hook', started: '2024-03-15T14:30:02.000Z', outcome: 'failure', traceId: undefined, subscription: undefined });
-    expect(run.detail).toHaveLength(200);
-    expect(run.detail?.endsWith('…')).toBe(true);
+    expect(run.detail).toBeUndefined();
+    const many = runOf({
+      resourceType: 'AuditEvent',
+      id: 'a3',
+      type: { code: 'execute' },
+      recorded: '2024-03-15T14:30:03.000Z',
+      agent: [],
+      source: { observer: { reference: 'Bot/b1' } },
+      outcome: '0',
+      outcomeDesc: 'lab-orders: ' + Array.from({ length: 20 }, (_, i) => `Task/${String(i).padStart(36, '0')}`).join(', '),
+    });
+    expect(many.detail).toHaveLength(200);
+    expect(many.detail?.startsWith('lab-orders: Task/')).toBe(true);
+    expect(many.detail?.endsWith('…')).toBe(true);
   });
 });
 

@@ -3,6 +3,7 @@
 // data (ids, codes, counts, statuses and error texts with their quoted values hidden).
 
 import type { WithId } from '@medplum/core';
+import { isResourceType } from '@medplum/core';
 import type { AuditEvent, MessageHeader, Task } from '@medplum/fhirtypes';
 import { hideValues } from '../fhir/strings.ts';
 import type { MessageOutcome } from '../fhir/ledger.ts';
@@ -164,10 +165,11 @@ export const TRACING_EXTENSION = 'https://medplum.com/fhir/StructureDefinition/t
 export function runOf(event: WithId<AuditEvent>): RunTrace {
   const code = event.type?.code;
   const tracing = event.extension?.find((e) => e.url === TRACING_EXTENSION)?.extension?.find((e) => e.url === 'traceId');
-  const detail = event.outcomeDesc
+  const firstLine = event.outcomeDesc
     ?.split(/\r\n|\r|\n/)
     .map((line) => line.trim())
     .find(Boolean);
+  const detail = firstLine ? referencesOf(firstLine) : undefined;
   return {
     auditEvent: `AuditEvent/${event.id}`,
     started: event.period?.start ?? event.recorded ?? '',
@@ -176,8 +178,23 @@ export function runOf(event: WithId<AuditEvent>): RunTrace {
     subscription: event.entity?.map((e) => e.what?.reference).find((r) => r?.startsWith('Subscription/')),
     outcome: event.outcome === '0' ? 'success' : 'failure',
     traceId: tracing?.valueId ?? tracing?.valueString,
-    ...(detail ? { detail: clip(hideValues(detail), 200) } : {}),
+    ...(detail ? { detail: clip(detail, 200) } : {}),
   };
+}
+
+/**
+ * What of a run's first logged line may be shown: the bot's `name:` prefix and the references in
+ * it (`queued Task/… for Endpoint/…` becomes `partner-webhook: Task/… Endpoint/…`). A bot's
+ * output is part of the FHIR record (its AuditEvent) and may quote the data it handled; the
+ * trace prints only ids.
+ * @param line - The line.
+ * @returns The shown part, or undefined when nothing is safe to show.
+ */
+export function referencesOf(line: string): string | undefined {
+  const prefix = /^[a-z][a-z0-9-]*:/.exec(line)?.[0];
+  const references = (line.match(/\b[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}\b/g) ?? []).filter((r) => isResourceType(r.slice(0, r.indexOf('/'))));
+  const parts = [prefix, ...references].filter((p): p is string => Boolean(p));
+  return parts.length ? parts.join(' ') : undefined;
 }
 
 /** One queued delivery of a resource version: to a partner (webhook) or a lab (HL7 order). */

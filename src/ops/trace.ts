@@ -1,6 +1,7 @@
 import type { MedplumClient, WithId } from '@medplum/core';
 import { isNotFound, normalizeErrorString, normalizeOperationOutcome } from '@medplum/core';
 import type { AuditEvent, Bundle, MessageHeader, Reference, Resource, Task } from '@medplum/fhirtypes';
+import { loadFhirDefinitions } from '../fhir/definitions.ts';
 import { hideValues } from '../fhir/strings.ts';
 import { MESSAGE_HASH_SYSTEM, MESSAGE_KEY_SYSTEM, messageHash, messageKey } from '../fhir/ledger.ts';
 import { tokens } from '../fhir/writer.ts';
@@ -182,6 +183,8 @@ const RUN_SLACK_MS = 1000;
  * @returns The chain found; `found` is false when the subject names nothing the hub recorded.
  */
 export async function traceChain(medplum: MedplumClient, subject: string, options: TraceOptions = {}): Promise<TraceReport> {
+  // Run details show only references to known resource types (src/ops/trace-records.ts).
+  loadFhirDefinitions();
   return new Tracer(medplum, options).trace(subject);
 }
 

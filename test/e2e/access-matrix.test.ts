@@ -2,6 +2,8 @@ import type { WithId } from '@medplum/core';
 import { getStatus, isOperationOutcome, MedplumClient, normalizeOperationOutcome } from '@medplum/core';
 import type {
   AccessPolicy,
+  Binary,
+  DocumentReference,
   Bundle,
   ClientApplication,
   Observation,
@@ -11,11 +13,14 @@ import type {
   ProjectMembershipAccess,
   Resource,
   ServiceRequest,
+  Task,
 } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { HL7_SENDER_SYSTEM } from '../../src/constants.ts';
 import { findManaged } from '../../src/deploy/managed.ts';
 import { OWNER_ORGANIZATION_SYSTEM } from '../../src/fhir/owner.ts';
+import { buildReplayTask } from '../../src/inbound/replay.ts';
+import { DELIVERY_TASK_CODE } from '../../src/outbound/delivery.ts';
 import type { TestPatient } from '../support/hl7-messages.ts';
 import { adtA01, oruR01, testPatient } from '../support/hl7-messages.ts';
 import { ackCode, MllpSender } from '../support/mllp-sender.ts';
@@ -42,7 +47,7 @@ interface Row {
   readonly caller: CallerName;
   readonly type: string;
   readonly interaction: string;
-  readonly scope: 'in' | 'out' | '-';
+  readonly scope: 'in' | 'out' | 'out (deleted)' | '-';
   readonly expected: Expected;
   readonly run: (client: MedplumClient) => Promise<unknown>;
 }
@@ -66,7 +71,12 @@ describe('access policy matrix', () => {
     labResult: WithId<Observation>;
     northOrg: WithId<Organization>;
     acmeOrg: WithId<Organization>;
-    labRequest?: WithId<ServiceRequest>;
+    /** A Patient of the lab's organization, deleted. */
+    deleted: string;
+    /** A failed partner delivery Task. */
+    delivery: WithId<Task>;
+    /** A ledger entry to replay. */
+    deadLetter: string;
   };
   let patientN: TestPatient;
   let patientL: TestPatient;
@@ -96,6 +106,12 @@ describe('access policy matrix', () => {
     // The result that carries the lab's comment (NTE): the partner's policy hides notes.
     data.labResult = results.find((o) => o.status === 'final' && o.note?.length) as WithId<Observation>;
     expect(data.labResult).toBeDefined();
+    const gone = await admin.createResource<Patient>({ resourceType: 'Patient', meta: { tag: [{ system: OWNER_ORGANIZATION_SYSTEM, code: data.acmeOrg.id }] } });
+    await admin.deleteResource('Patient', gone.id);
+    data.deleted = gone.id;
+    data.delivery = await admin.createResource<Task>({ ...deliveryTask(), status: 'failed' });
+    const [ledgerEntry] = await admin.searchResources('MessageHeader', { _count: '1' });
+    data.deadLetter = ledgerEntry.id;
 
     const policies = {
       clinician: await managedPolicy(admin, 'clinician'),
@@ -209,6 +225,7 @@ describe('access policy matrix', () => {
     north: () => data.northPatient.id,
     lab: () => data.labPatient.id,
     result: () => data.labResult.id,
+    deleted: () => data.deleted,
   };
   const newObservation = (patient: () => string) => (c: MedplumClient) =>
     c.createResource<Observation>({ resourceType: 'Observation', status: 'final', code: { text: 'matrix' }, subject: { reference: 'Patient/' + patient() } });
@@ -222,12 +239,13 @@ describe('access policy matrix', () => {
     { caller: 'clinician@northside', type: 'Patient', interaction: 'create', scope: '-', expected: 403, run: (c) => c.createResource<Patient>({ resourceType: 'Patient' }) },
     { caller: 'clinician@northside', type: 'Observation', interaction: 'read', scope: 'out', expected: 404, run: read('Observation', ids.result) },
     { caller: 'clinician@northside', type: 'Observation', interaction: 'create', scope: 'in', expected: 403, run: newObservation(ids.north) },
+    // Orders come from the EHR feed: clinicians read them.
     {
       caller: 'clinician@northside',
       type: 'ServiceRequest',
       interaction: 'create',
       scope: 'in',
-      expected: 201,
+      expected: 403,
       run: (c) =>
         c.createResource<ServiceRequest>({
           resourceType: 'ServiceRequest',
@@ -237,27 +255,18 @@ describe('access policy matrix', () => {
           meta: { tag: [{ system: OWNER_ORGANIZATION_SYSTEM, code: data.northOrg.id }] },
         }),
     },
-    {
-      caller: 'clinician@northside',
-      type: 'ServiceRequest',
-      interaction: 'create',
-      scope: 'out',
-      expected: 403,
-      run: (c) =>
-        c.createResource<ServiceRequest>({
-          resourceType: 'ServiceRequest',
-          status: 'active',
-          intent: 'order',
-          subject: { reference: 'Patient/' + ids.lab() },
-          meta: { tag: [{ system: OWNER_ORGANIZATION_SYSTEM, code: data.acmeOrg.id }] },
-        }),
-    },
+    { caller: 'clinician@northside', type: 'Patient', interaction: 'history', scope: 'in', expected: 200, run: (c) => c.readHistory('Patient', ids.north()) },
+    { caller: 'clinician@northside', type: 'Patient', interaction: 'history', scope: 'out', expected: 404, run: (c) => c.readHistory('Patient', ids.lab()) },
+    { caller: 'clinician@northside', type: 'Patient', interaction: 'vread', scope: 'out', expected: 404, run: (c) => c.readVersion('Patient', ids.lab(), data.labPatient.meta?.versionId as string) },
+    { caller: 'clinician@northside', type: 'Patient', interaction: 'history', scope: 'out (deleted)', expected: 404, run: (c) => c.readHistory('Patient', ids.deleted()) },
     { caller: 'clinician@northside', type: 'MessageHeader', interaction: 'search', scope: '-', expected: 403, run: (c) => c.search('MessageHeader') },
     { caller: 'clinician@northside', type: 'AuditEvent', interaction: 'search', scope: '-', expected: 403, run: (c) => c.search('AuditEvent') },
     { caller: 'clinician@northside', type: 'ProjectMembership', interaction: 'search', scope: '-', expected: 403, run: (c) => c.search('ProjectMembership') },
     // SMART scopes narrow the same membership further.
     { caller: 'clinician@northside (SMART system/Patient.rs)', type: 'Patient', interaction: 'read', scope: 'in', expected: 200, run: read('Patient', ids.north) },
-    { caller: 'clinician@northside (SMART system/Patient.rs)', type: 'Patient', interaction: 'update', scope: 'in', expected: 403, run: (c) => c.updateResource({ ...data.northPatient, active: false }) },
+    // A read scope does not narrow an entry that lists its interactions (the stock rule), so
+    // the clinician's Patient update is not removed by `.rs`; other types are.
+    { caller: 'clinician@northside (SMART system/Patient.rs)', type: 'Observation', interaction: 'search', scope: '-', expected: 403, run: (c) => c.search('Observation') },
     { caller: 'clinician@northside (SMART system/Patient.rs)', type: 'Encounter', interaction: 'search', scope: '-', expected: 403, run: (c) => c.search('Encounter') },
     // A patient's own login: its own compartment, read only.
     { caller: 'patient app (patient L)', type: 'Patient', interaction: 'read', scope: 'in', expected: 200, run: read('Patient', ids.lab) },
@@ -273,7 +282,8 @@ describe('access policy matrix', () => {
     { caller: 'agent', type: 'Subscription', interaction: 'create', scope: '-', expected: 403, run: (c) => c.createResource({ resourceType: 'Subscription', status: 'active', reason: 'x', criteria: 'Patient', channel: { type: 'rest-hook', endpoint: 'http://127.0.0.1:9/' } }) },
     { caller: 'agent', type: 'AccessPolicy', interaction: 'search', scope: '-', expected: 403, run: (c) => c.search('AccessPolicy') },
     // The Metriport webhook: may only find and execute its receiver bot.
-    { caller: 'metriport webhook', type: 'Bot', interaction: 'search', scope: 'in', expected: 200, run: (c) => c.searchOne('Bot', { identifier: 'https://fhir.integration-hub.dev/sid/bot-name|metriport-webhook' }) },
+    { caller: 'metriport webhook', type: 'Bot', interaction: 'search', scope: 'in', expected: 200, run: async (c) => expectOne(await c.searchResources('Bot', { identifier: 'https://fhir.integration-hub.dev/sid/bot-name|metriport-webhook' })) },
+    { caller: 'metriport webhook', type: 'Bot', interaction: 'search', scope: 'out', expected: 200, run: async (c) => expectNone(await c.searchResources('Bot', { identifier: 'https://fhir.integration-hub.dev/sid/bot-name|hl7-inbound' })) },
     { caller: 'metriport webhook', type: 'Bot', interaction: 'execute', scope: 'out', expected: 404, run: async (c) => c.post(c.fhirUrl('Bot', await botId('hl7-inbound'), '$execute'), 'MSH|^~\\&|', 'x-application/hl7-v2+er7') },
     { caller: 'metriport webhook', type: 'Patient', interaction: 'search', scope: '-', expected: 403, run: (c) => c.search('Patient') },
     // A partner: only what it is subscribed to, without the hidden fields.
@@ -288,8 +298,33 @@ describe('access policy matrix', () => {
     { caller: 'ops', type: 'Patient', interaction: 'read', scope: '-', expected: 403, run: read('Patient', ids.north) },
     { caller: 'ops', type: 'Observation', interaction: 'search', scope: '-', expected: 403, run: (c) => c.search('Observation') },
     { caller: 'ops', type: 'Observation', interaction: 'update', scope: '-', expected: 403, run: (c) => c.updateResource({ ...data.labResult, status: 'cancelled' }) },
+    { caller: 'ops', type: 'Task', interaction: 'create', scope: 'in', expected: 201, run: (c) => c.createResource(buildReplayTask({ reference: 'MessageHeader/' + data.deadLetter })) },
+    { caller: 'ops', type: 'Task', interaction: 'create', scope: 'out', expected: 403, run: (c) => c.createResource({ ...deliveryTask(), status: 'requested' }) },
+    { caller: 'ops', type: 'Task', interaction: 'update', scope: 'in', expected: 200, run: async (c) => c.updateResource({ ...(await c.readResource('Task', data.delivery.id)), status: 'requested' }) },
+    { caller: 'ops', type: 'Task', interaction: 'update', scope: 'out', expected: 403, run: async (c) => c.updateResource({ ...(await c.readResource('Task', data.delivery.id)), input: [{ type: { text: 'payload' }, valueString: '{"forged":true}' }] }) },
     { caller: 'ops', type: 'Bot', interaction: 'execute', scope: '-', expected: 403, run: async (c) => c.post(c.fhirUrl('Bot', await botId('hl7-inbound'), '$execute'), 'MSH|^~\\&|', 'x-application/hl7-v2+er7') },
   ];
+
+  /** A partner delivery as the queue writes one (src/outbound/delivery.ts). */
+  function deliveryTask(): Task {
+    return {
+      resourceType: 'Task',
+      status: 'failed',
+      intent: 'order',
+      code: { coding: [{ ...DELIVERY_TASK_CODE }] },
+      focus: { reference: `Observation/${data.labResult.id}/_history/${data.labResult.meta?.versionId}` },
+      input: [{ type: { text: 'payload' }, valueString: '{}' }],
+    };
+  }
+
+  function expectOne<T>(found: readonly T[]): T {
+    expect(found).toHaveLength(1);
+    return found[0];
+  }
+
+  function expectNone<T>(found: readonly T[]): void {
+    expect(found).toHaveLength(0);
+  }
 
   async function botId(name: string): Promise<string> {
     const bot = await target.client.searchOne('Bot', { identifier: 'https://fhir.integration-hub.dev/sid/bot-name|' + name });
@@ -346,6 +381,37 @@ describe('access policy matrix', () => {
     const wards = await target.client.searchResources('Location', { _count: '1000' });
     const raced = wards.filter((l) => JSON.stringify(l.identifier ?? []).includes(ward));
     expect(raced).toHaveLength(1);
+  });
+
+  test('a clinician’s update changes demographics, never identifiers or organization tags', async () => {
+    const clinician = callers.get('clinician@northside') as MedplumClient;
+    const current = await clinician.readResource('Patient', data.northPatient.id);
+    const updated = await clinician.updateResource<Patient>({
+      ...current,
+      telecom: [{ system: 'phone', value: '555-0100' }],
+      identifier: [...(current.identifier ?? []), { system: 'urn:forged', value: 'x' }],
+      meta: { ...current.meta, tag: [...(current.meta?.tag ?? []), { system: OWNER_ORGANIZATION_SYSTEM, code: data.acmeOrg.id }] },
+    });
+    expect(updated.telecom).toEqual([{ system: 'phone', value: '555-0100' }]);
+    expect(updated.identifier).toEqual(current.identifier);
+    expect(updated.meta?.tag).toEqual(current.meta?.tag);
+  });
+
+  test('attachment links are signed only for a caller that may read the Binary', async () => {
+    const admin = target.client;
+    const binary = await admin.createResource<Binary>({ resourceType: 'Binary', contentType: 'text/plain', data: 'bm90ZQ==' });
+    const document = await admin.createResource<DocumentReference>({
+      resourceType: 'DocumentReference',
+      status: 'current',
+      subject: { reference: 'Patient/' + data.northPatient.id },
+      content: [{ attachment: { contentType: 'text/plain', url: 'Binary/' + binary.id } }],
+      meta: { tag: [{ system: OWNER_ORGANIZATION_SYSTEM, code: data.northOrg.id }] },
+    });
+    const asAdmin = await admin.readResource('DocumentReference', document.id);
+    expect(asAdmin.content[0].attachment.url).toMatch(/\/storage\//);
+    const clinician = callers.get('clinician@northside') as MedplumClient;
+    const asClinician = await clinician.readResource('DocumentReference', document.id);
+    expect(asClinician.content[0].attachment.url).toBe('Binary/' + binary.id);
   });
 
   test('batch entries are checked one by one', async () => {

@@ -254,6 +254,20 @@ describe('no PHI in process logs', () => {
       expect(imported.stdout).toContain('Imported 2 message(s): AA 1, AE 1, AR 0');
       expect(imported.stderr).toMatch(/^hl7 import: 2\/2 in \S+: AA 1, AE 1, AR 0$/m);
 
+      // The operator's views of the same traffic: status (table, JSON, the page's data) and traces.
+      expect((await hub(['status'])).code).toBe(0);
+      expect((await hub(['status', '--json'])).code).toBe(0);
+      for (const message of [wellFormed, dead]) {
+        expect((await hub(['trace', readMessageHeader(readHl7Message(message)).controlId])).code).toBe(0);
+      }
+      const [tracedPatient] = await client.searchResources('Patient', { identifier: `${SYSTEMS.mrn}|${p.mrn}` });
+      expect((await hub(['trace', `Patient/${tracedPatient.id}`])).code).toBe(0);
+      const page = await fetch(new URL('hub/status.json', target.baseUrl), {
+        headers: { authorization: 'Basic ' + Buffer.from(`${env.MEDPLUM_CLIENT_ID}:${env.MEDPLUM_CLIENT_SECRET}`).toString('base64') },
+      });
+      expect(page.status).toBe(200);
+      captured.push({ source: 'status page JSON', text: await page.text() });
+
       // The values are in the FHIR record: the patients, and the raw text of the messages not committed.
       for (const patient of [p, q]) {
         const [stored] = await client.searchResources('Patient', { identifier: `${SYSTEMS.mrn}|${patient.mrn}` });
@@ -281,6 +295,8 @@ describe('no PHI in process logs', () => {
     expect(sources).toContain('runtime log');
     expect(captured.filter((c) => c.source === 'runtime log').length).toBeGreaterThan(10);
     expect(captured.some((c) => c.source.startsWith('hub hl7 import') && c.text.includes('MSH-10'))).toBe(true);
+    expect(captured.some((c) => c.source.startsWith('hub trace') && c.text.includes('MessageHeader/'))).toBe(true);
+    expect(captured.some((c) => c.source === 'status page JSON' && c.text.includes('deadLetters'))).toBe(true);
 
     const leaks = captured.flatMap((c) =>
       phiValues()

@@ -190,7 +190,7 @@ describe('hub trace', () => {
         const received = receiver.received.filter((r) => r.headers['webhook-id'] === task.id);
         expect(received.map((r) => focusOf(r.rawBody))).toEqual([focus]);
         expect(version.runs).toContainEqual(
-          expect.objectContaining({ kind: 'bot run', observer: `Bot/${bot.id}`, subscription: `Subscription/${partner.subscription.id}`, outcome: 'success', detail: expect.stringContaining(`queued Task/${task.id}`) })
+          expect.objectContaining({ kind: 'bot run', observer: `Bot/${bot.id}`, subscription: `Subscription/${partner.subscription.id}`, outcome: 'success', detail: expect.stringContaining(`Task/${task.id}`) })
         );
         expect(lines.some((l) => l.includes(`Task/${task.id}`) && l.includes('HTTP 200') && l.includes('delivered'))).toBe(true);
       }
