@@ -124,14 +124,12 @@ describe('hub hl7 import', () => {
   });
 
   test('plain concatenated messages through a named channel, --parallel 3: all AA, exit 0; importing again only adds duplicates', async () => {
-    // The practitioner, location and payor every fixture shares exist first, so that the parallel
-    // messages below write only resources of their own patients.
-    const setup = await hub(['import', await writeBatch('setup.hl7', adtA01(testPatient('Whitlock', 'Edda'))), '--channel', 'northside-adt']);
-    expect(setup.code, setup.stdout + setup.stderr).toBe(0);
-    expect(setup.stdout).toContain('Importing 1 message(s) through the channel northside-adt (utf-8), 1 at a time');
-
+    // The four admissions share a ward and a payor no message named before: the parallel
+    // messages race to create them, and the writer resolves the race (it reads history, which the
+    // inbound bots' policies allow).
+    const ward = 'IMP' + Date.now().toString(36).toUpperCase();
     const patients = [testPatient('Lindqvist', 'Maren'), testPatient('Osei', 'Kwame'), testPatient('Duarte', 'Ines'), testPatient('Nakamura', 'Aiko')];
-    const messages = patients.map((p) => adtA01(p));
+    const messages = patients.map((p) => adtA01(p).replace('4W^401^A^NSH', `${ward}^401^A^NSH`).replace('|BCBSIL|', `|${ward}PAY|`));
     // No batch header: messages one after another, LF line ends.
     const file = await writeBatch('plain.hl7', messages.map((m) => m.replaceAll('\r', '\n')).join('\n') + '\n');
     const before = await totals();
@@ -141,6 +139,8 @@ describe('hub hl7 import', () => {
     expect(run.stdout).toContain('Importing 4 message(s) through the channel northside-adt (utf-8), 3 at a time');
     expect(run.stdout).toContain('Imported 4 message(s): AA 4, AE 0, AR 0');
     expect(run.stderr).toMatch(/^hl7 import: 4\/4 in \S+: AA 4, AE 0, AR 0$/m);
+    const wards = (await client.searchResources('Location', { _count: '1000' })).filter((l) => JSON.stringify(l.identifier ?? []).includes(ward));
+    expect(wards).toHaveLength(1);
     const afterFirst = await totals();
     expect(changed(afterFirst, before)).toEqual({ received: 4, committed: 4 });
     for (const p of patients) {
