@@ -1,6 +1,5 @@
 import type { MedplumClient, WithId } from '@medplum/core';
 import type { MessageHeader } from '@medplum/fhirtypes';
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,9 +10,10 @@ import type { LedgerCounts } from '../../src/inbound/stats.ts';
 import { adtA01, adtA08, adtWithoutPatientId, controlIdOf, oruR01, SYSTEMS, testPatient, unsupportedQuery } from '../support/hl7-messages.ts';
 import type { E2eTarget } from '../support/target.ts';
 import { startE2eTarget } from '../support/target.ts';
+import type { HubCliResult } from '../support/hub-cli.ts';
+import { hubCliEnv, runHubCli } from '../support/hub-cli.ts';
 import { changedCounts, ledgerTotals } from '../support/ledger-counts.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
 
 /**
  * `hub hl7 import <file>` (the CLI as a child process, as an operator runs it) against
@@ -32,11 +32,7 @@ describe('hub hl7 import', () => {
   beforeAll(async () => {
     target = await startE2eTarget();
     client = target.client;
-    const credentials = target.runtime?.adminCredentials ?? {
-      clientId: process.env.MEDPLUM_CLIENT_ID as string,
-      clientSecret: process.env.MEDPLUM_CLIENT_SECRET as string,
-    };
-    env = { ...process.env, MEDPLUM_BASE_URL: target.baseUrl, MEDPLUM_CLIENT_ID: credentials.clientId, MEDPLUM_CLIENT_SECRET: credentials.clientSecret };
+    env = hubCliEnv(target);
     folder = await mkdtemp(join(tmpdir(), 'hub-hl7-import-'));
   });
 
@@ -46,13 +42,8 @@ describe('hub hl7 import', () => {
   });
 
   /** Runs `hub hl7 ...` as a child process; stderr is a pipe, as in CI. */
-  function hub(args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
-    return new Promise((resolve) => {
-      execFile(process.execPath, [join(ROOT, 'src', 'cli.ts'), 'hl7', ...args], { cwd: tmpdir(), env, timeout: timeoutMs }, (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-        resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-      });
-    });
+  function hub(args: string[], timeoutMs = 60_000): Promise<HubCliResult> {
+    return runHubCli(['hl7', ...args], env, timeoutMs);
   }
 
   async function writeBatch(name: string, content: string): Promise<string> {

@@ -1,8 +1,5 @@
 import type { MedplumClient, WithId } from '@medplum/core';
 import type { MessageHeader, Organization, Patient, Task } from '@medplum/fhirtypes';
-import { execFile } from 'node:child_process';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { BOT_NAME_SYSTEM, HL7_SENDER_SYSTEM, SENDER_TIMEZONE_EXTENSION } from '../../src/constants.ts';
 import { LedgerExtension, MESSAGE_KEY_SYSTEM, MESSAGE_REPLAY_TAG, messageKey, outcomeOf } from '../../src/fhir/ledger.ts';
@@ -14,10 +11,11 @@ import type { TestPatient } from '../support/hl7-messages.ts';
 import { ackCode, MllpSender } from '../support/mllp-sender.ts';
 import type { E2eTarget } from '../support/target.ts';
 import { startE2eTarget } from '../support/target.ts';
+import type { HubCliResult } from '../support/hub-cli.ts';
+import { hubCliEnv, runHubCli } from '../support/hub-cli.ts';
 import { changedCounts, ledgerTotals } from '../support/ledger-counts.ts';
 import { waitFor } from '../support/wait.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
 
 /**
  * Dead letters and their replay. A message is dead-lettered by a genuine configuration problem
@@ -38,11 +36,7 @@ describe('HL7 dead letters and replay', () => {
   beforeAll(async () => {
     target = await startE2eTarget();
     client = target.client;
-    const credentials = target.runtime?.adminCredentials ?? {
-      clientId: process.env.MEDPLUM_CLIENT_ID as string,
-      clientSecret: process.env.MEDPLUM_CLIENT_SECRET as string,
-    };
-    env = { ...process.env, MEDPLUM_BASE_URL: target.baseUrl, MEDPLUM_CLIENT_ID: credentials.clientId, MEDPLUM_CLIENT_SECRET: credentials.clientSecret };
+    env = hubCliEnv(target);
   });
 
   afterAll(async () => {
@@ -77,18 +71,8 @@ describe('HL7 dead letters and replay', () => {
   }
 
   /** Runs `hub hl7 ...` as a child process against the target. */
-  function hub(args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
-    return new Promise((resolve) => {
-      execFile(
-        process.execPath,
-        [join(ROOT, 'src', 'cli.ts'), 'hl7', ...args],
-        { cwd: tmpdir(), env, timeout: timeoutMs },
-        (error, stdout, stderr) => {
-          const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-          resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-        }
-      );
-    });
+  function hub(args: string[], timeoutMs = 60_000): Promise<HubCliResult> {
+    return runHubCli(['hl7', ...args], env, timeoutMs);
   }
 
   /** A sender of its own whose settings name a time zone that does not exist. */

@@ -12,7 +12,6 @@
  */
 import type { MedplumClient, WithId } from '@medplum/core';
 import type { Bot, Endpoint, MessageHeader, Patient, Task } from '@medplum/fhirtypes';
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -28,10 +27,11 @@ import { ackCode, MllpSender } from '../support/mllp-sender.ts';
 import { createTestPartner, partnerDeliveries, runPartnerDeliveryPass, setProjectSecret } from '../support/partners.ts';
 import type { E2eTarget } from '../support/target.ts';
 import { startE2eTarget } from '../support/target.ts';
+import type { HubCliResult } from '../support/hub-cli.ts';
+import { hubCliEnv, runHubCli } from '../support/hub-cli.ts';
 import { waitFor } from '../support/wait.ts';
 import { WebhookReceiver } from '../support/webhook-receiver.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
 
 const FAMILY = 'Zyxwvutsrq';
 const GIVEN = 'Qponmlkjih';
@@ -115,8 +115,7 @@ describe('no PHI in process logs', () => {
       return;
     }
     client = target.client;
-    const admin = target.runtime?.adminCredentials as { clientId: string; clientSecret: string };
-    env = { ...process.env, MEDPLUM_BASE_URL: target.baseUrl, MEDPLUM_CLIENT_ID: admin.clientId, MEDPLUM_CLIENT_SECRET: admin.clientSecret };
+    env = hubCliEnv(target);
     folder = await mkdtemp(join(tmpdir(), 'hub-no-phi-'));
   });
 
@@ -132,14 +131,10 @@ describe('no PHI in process logs', () => {
   });
 
   /** Runs `hub ...` as a child process and captures its stdout and stderr. */
-  function hub(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    return new Promise((resolve) => {
-      execFile(process.execPath, [join(ROOT, 'src', 'cli.ts'), ...args], { cwd: tmpdir(), env, timeout: 60_000 }, (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-        captured.push({ source: `hub ${args[0]} ${args[1]} (stdout)`, text: String(stdout) }, { source: `hub ${args[0]} ${args[1]} (stderr)`, text: String(stderr) });
-        resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-      });
-    });
+  async function hub(args: string[]): Promise<HubCliResult> {
+    const result = await runHubCli(args, env);
+    captured.push({ source: `hub ${args[0]} ${args[1]} (stdout)`, text: result.stdout }, { source: `hub ${args[0]} ${args[1]} (stderr)`, text: result.stderr });
+    return result;
   }
 
   async function send(channel: string, er7: string): Promise<string> {

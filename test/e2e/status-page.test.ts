@@ -1,6 +1,6 @@
 import type { MedplumClient, WithId } from '@medplum/core';
 import type { ClientApplication, Coding, MessageHeader, Organization, Task } from '@medplum/fhirtypes';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { Server } from 'node:http';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -29,6 +29,8 @@ import { ackCode, MllpSender } from '../support/mllp-sender.ts';
 import { countColour, decodePng } from '../support/png.ts';
 import type { E2eTarget } from '../support/target.ts';
 import { startE2eTarget } from '../support/target.ts';
+import type { HubCliResult } from '../support/hub-cli.ts';
+import { runHubCli } from '../support/hub-cli.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -153,13 +155,8 @@ describe('hub status page', () => {
   }
 
   /** `hub ...` as a child process against the target. */
-  function hub(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    const env = { ...process.env, MEDPLUM_BASE_URL: target.baseUrl, MEDPLUM_CLIENT_ID: credentials.clientId, MEDPLUM_CLIENT_SECRET: credentials.clientSecret };
-    return new Promise((resolve) => {
-      execFile(process.execPath, [join(ROOT, 'src', 'cli.ts'), ...args], { cwd: tmpdir(), env, timeout: 60_000 }, (error, stdout, stderr) => {
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) });
-      });
-    });
+  function hub(args: string[]): Promise<HubCliResult> {
+    return runHubCli(args, { ...process.env, MEDPLUM_BASE_URL: target.baseUrl, MEDPLUM_CLIENT_ID: credentials.clientId, MEDPLUM_CLIENT_SECRET: credentials.clientSecret });
   }
 
   test('messages through MLLP: two commit, one is rejected, one is dead-lettered', async () => {
