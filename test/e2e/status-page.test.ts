@@ -145,11 +145,16 @@ describe('hub status page', () => {
   }
 
   function requireBrowser(ctx: TestContext): Page {
-    if (missing || !browser) {
-      ctx.skip(missing ?? 'Chromium did not start');
+    if (missing) {
+      ctx.skip(missing);
+    }
+    // With Chromium installed these are failures, never skips: a browser that does not start or a
+    // page an earlier test did not open must not pass unnoticed.
+    if (!browser) {
+      throw new Error('Chromium is installed but did not start (see beforeAll)');
     }
     if (!page) {
-      ctx.skip('the page was not opened (an earlier test failed)');
+      throw new Error('the page was not opened: an earlier test in this file failed or was filtered out');
     }
     return page as Page;
   }
@@ -193,9 +198,12 @@ describe('hub status page', () => {
   });
 
   test('the page in Chromium: 401 without credentials; with them, the counts sent, a chart with bars, the dead letter', async (ctx) => {
-    if (missing || !browser) {
-      ctx.skip(missing ?? 'Chromium did not start');
+    if (missing) {
+      ctx.skip(missing);
       return;
+    }
+    if (!browser) {
+      throw new Error('Chromium is installed but did not start (see beforeAll)');
     }
     // Without credentials the server's challenge reaches the browser, which has nothing to answer it with.
     const anonymous = await browser.newContext();
