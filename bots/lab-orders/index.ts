@@ -2,13 +2,10 @@ import type { BotEvent, MedplumClient, WithId } from '@medplum/core';
 import { normalizeErrorString } from '@medplum/core';
 import type { Bot, Device, ServiceRequest } from '@medplum/fhirtypes';
 import type { LabInterface } from '../../src/outbound/lab-orders.ts';
-import { queueLabOrder, readLabInterface, sendLabOrders } from '../../src/outbound/lab-orders.ts';
+import { LabExtension, queueLabOrder, readLabInterface, sendLabOrders } from '../../src/outbound/lab-orders.ts';
 import type { QueueReport } from '../../src/outbound/queue.ts';
 import { retryTransient } from '../../src/fhir/failures.ts';
 import { headerValue } from '../../src/net/headers.ts';
-
-/** On a Subscription: the lab Device its orders go to (valueReference). */
-const LAB_DEVICE_EXTENSION = 'https://fhir.integration-hub.dev/StructureDefinition/lab-device';
 
 /**
  * HL7 orders to labs. Fired two ways:
@@ -39,9 +36,9 @@ export async function handler(medplum: MedplumClient, event: BotEvent<ServiceReq
     return { queued: false, reason: 'not a subscription event' };
   }
   const subscription = await medplum.readResource('Subscription', subscriptionId);
-  const deviceRef = subscription.extension?.find((e) => e.url === LAB_DEVICE_EXTENSION)?.valueReference?.reference;
+  const deviceRef = subscription.extension?.find((e) => e.url === LabExtension.device)?.valueReference?.reference;
   if (!deviceRef?.startsWith('Device/')) {
-    console.log(`lab-orders: Subscription/${subscriptionId} names no lab Device (${LAB_DEVICE_EXTENSION})`);
+    console.log(`lab-orders: Subscription/${subscriptionId} names no lab Device (${LabExtension.device})`);
     return { queued: false };
   }
   const read = readLabInterface(await medplum.readReference<Device>({ reference: deviceRef }));

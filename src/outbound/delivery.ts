@@ -42,11 +42,10 @@ export async function enqueueDelivery(medplum: MedplumClient, partner: Partner, 
   const now = new Date().toISOString();
   // The event's time orders the queue: subscription runs can record two versions out of order.
   const eventTime = resource.meta?.lastUpdated ?? now;
-  const eventNumber = (await medplum.search('Task', { code: `${DELIVERY_TASK_CODE.system}|${DELIVERY_TASK_CODE.code}`, owner: partner.endpoint, _summary: 'count' })).total ?? 0;
   const payload =
     partner.payload === 'resource'
       ? resource
-      : buildNotificationBundle({ subscription: event.subscription, eventNumber: eventNumber + 1, timestamp: eventTime, resource, interaction: event.interaction });
+      : buildNotificationBundle({ subscription: event.subscription, eventNumber: (await countDeliveries(medplum, partner)) + 1, timestamp: eventTime, resource, interaction: event.interaction });
   const draft: Task = {
     resourceType: 'Task',
     intent: 'order',
@@ -62,6 +61,11 @@ export async function enqueueDelivery(medplum: MedplumClient, partner: Partner, 
     ],
   };
   return medplum.createResourceIfNoneExist(draft, `identifier=${encodeURIComponent(`${EVENT_SYSTEM}|${key}`)}`);
+}
+
+/** The partner's deliveries so far (the notification's event number): a count, asked only for notification payloads. */
+async function countDeliveries(medplum: MedplumClient, partner: Partner): Promise<number> {
+  return (await medplum.search('Task', { code: `${DELIVERY_TASK_CODE.system}|${DELIVERY_TASK_CODE.code}`, owner: partner.endpoint, _summary: 'count' })).total ?? 0;
 }
 
 /**

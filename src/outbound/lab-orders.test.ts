@@ -42,4 +42,11 @@ describe('readLabInterface', () => {
     const writable = (policy.resource ?? []).filter((r) => !r.readonly).map((r) => r.resourceType).sort();
     expect(writable).toEqual(['Basic', 'Task']);
   });
+
+  test('the example lab Subscriptions name the lab Device the bot reads', () => {
+    for (const name of ['lab-orders-acme-create', 'lab-orders-acme-update']) {
+      const subscription = json<{ extension: { url: string; valueReference?: { reference: string } }[] }>(`subscriptions/${name}.json`);
+      expect(subscription.extension.find((e) => e.url === LabExtension.device)?.valueReference?.reference).toBe('{{Device/device-acme-lab}}');
+    }
+  });
 });

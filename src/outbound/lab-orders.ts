@@ -30,6 +30,8 @@ export const LabExtension = {
   retryBaseSeconds: `${HUB_URI}/StructureDefinition/lab-retry-base-seconds`,
   /** Seconds an order waits before it is sent (default 15): a cancel queued by a faster run must not overtake its order. */
   settleSeconds: `${HUB_URI}/StructureDefinition/lab-settle-seconds`,
+  /** On a ServiceRequest Subscription: the lab Device its orders go to (valueReference). */
+  device: `${HUB_URI}/StructureDefinition/lab-device`,
 } as const;
 
 /** A lab's order interface. */

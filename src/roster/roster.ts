@@ -58,20 +58,17 @@ export type RosterColumn = (typeof ROSTER_COLUMNS)[number];
 export const REQUIRED_COLUMNS: readonly RosterColumn[] = ['mrn', 'family', 'given', 'birth_date', 'sex'];
 
 /**
- * Columns that, when any is filled on a row, make the row describe a Coverage. The qualifiers
- * `payer_id_authority` and `relationship` alone do not: a partner that fills `relationship` with
- * `self` for everyone must not get a coverage error on its self-pay patients.
+ * Coverage columns that only qualify others: filled alone they do not make a Coverage (a partner
+ * that fills `relationship` with `self` for everyone must not get a coverage error on its
+ * self-pay patients), they are ignored with a warning.
  */
-export const COVERAGE_COLUMNS: readonly RosterColumn[] = [
-  'payer_id',
-  'payer_name',
-  'member_id',
-  'group_number',
-  'plan_id',
-  'plan_name',
-  'coverage_start',
-  'coverage_end',
-];
+const COVERAGE_QUALIFIERS: readonly RosterColumn[] = ['payer_id_authority', 'relationship'];
+
+/**
+ * Columns that, when any is filled on a row, make the row describe a Coverage: the coverage
+ * columns (from `payer_id` on, as documented) other than the qualifiers.
+ */
+export const COVERAGE_COLUMNS: readonly RosterColumn[] = ROSTER_COLUMNS.slice(ROSTER_COLUMNS.indexOf('payer_id')).filter((c) => !COVERAGE_QUALIFIERS.includes(c));
 
 const SUBSCRIBER_RELATIONSHIP = 'http://terminology.hl7.org/CodeSystem/subscriber-relationship';
 const COVERAGE_CLASS = 'http://terminology.hl7.org/CodeSystem/coverage-class';
@@ -259,7 +256,7 @@ export function mapRosterRow(row: CsvRow, header: readonly string[], context: Ro
       errors.push(`${at}relationship is not one of ${[...RELATIONSHIPS].join(', ')}`);
     }
   } else {
-    for (const column of ['payer_id_authority', 'relationship'] as const) {
+    for (const column of COVERAGE_QUALIFIERS) {
       if (values[column]) {
         warnings.push(`${at}${column} is ignored: the row has no coverage`);
       }

@@ -121,8 +121,9 @@ export async function runExport(medplum: MedplumClient, exp: SftpExport, now = n
           await connection.close();
         }
       }
+      // Only this run writes its Task: no need to read it back first.
       await medplum.updateResource<Task>({
-        ...(await medplum.readResource('Task', task.id)),
+        ...task,
         status: 'completed',
         output: [
           { type: { text: 'rows' }, valueInteger: observations.length },
@@ -132,7 +133,7 @@ export async function runExport(medplum: MedplumClient, exp: SftpExport, now = n
       return { export: exp.name, rows: observations.length, file, task: `Task/${task.id}` };
     } catch (err) {
       await medplum
-        .updateResource<Task>({ ...(await medplum.readResource('Task', task.id)), status: 'failed', businessStatus: { text: normalizeErrorString(err) } })
+        .updateResource<Task>({ ...task, status: 'failed', businessStatus: { text: normalizeErrorString(err) } })
         .catch(() => undefined);
       throw err;
     }

@@ -62,7 +62,7 @@ export async function processHl7BatchFile(medplum: MedplumClient, text: string):
       counts[result.duplicate ? 'duplicate' : 'committed']++;
     } else {
       counts[result.outcome === 'rejected' ? 'rejected' : 'dead-letter']++;
-      reasons.push(`message ${message.index} (line ${message.line}): ${result.ackCode}, ${result.outcome}${result.ledger ? ` (${result.ledger})` : ''}`);
+      reasons.push(`message ${message.index} (line ${message.line}): ${result.ackCode}, ${result.outcome} (${result.ledger})`);
     }
   }
   const failed = counts['dead-letter'] + counts.rejected;

@@ -1,8 +1,8 @@
 import type { MedplumClient, WithId } from '@medplum/core';
-import { normalizeErrorString } from '@medplum/core';
 import type { Task, TaskOutput } from '@medplum/fhirtypes';
 import { createHash } from 'node:crypto';
 import { HUB_SID, HUB_URI } from '../constants.ts';
+import { isVersionConflict } from '../fhir/writer.ts';
 
 /** Task code of a file taken from a partner SFTP folder. */
 export const SFTP_FILE_TASK_CODE = { system: `${HUB_URI}/CodeSystem/hub-task`, code: 'sftp-file' } as const;
@@ -92,7 +92,7 @@ export async function claimFile(
     return { claimed };
   } catch (err) {
     // Another run updated it first; anything else is a real failure.
-    if (/precondition|conflict/i.test(normalizeErrorString(err))) {
+    if (isVersionConflict(err)) {
       return { busy: task };
     }
     throw err;
@@ -102,19 +102,18 @@ export async function claimFile(
 /**
  * Records a file's outcome on its Task.
  * @param medplum - The client.
- * @param task - The claimed Task.
+ * @param task - The claimed Task, as this run last wrote it (only the run that claimed it writes it).
  * @param outcome - The outcome.
  * @param text - What happened (no PHI: counts, line numbers, folder names).
  * @param output - Counts and details.
  * @returns The updated Task.
  */
 export async function finishFile(medplum: MedplumClient, task: WithId<Task>, outcome: FileOutcomeCode, text: string, output: TaskOutput[]): Promise<WithId<Task>> {
-  const current = await medplum.readResource('Task', task.id);
   // Only a file fully processed (or a duplicate of one) is `completed`: the same file sent again
   // after a failure is processed again.
   const status: Task['status'] = outcome === FileOutcome.processed || outcome === FileOutcome.duplicate ? 'completed' : 'failed';
   return medplum.updateResource<Task>({
-    ...current,
+    ...task,
     status,
     businessStatus: { coding: [{ system: FILE_OUTCOME_SYSTEM, code: outcome }], text },
     output,

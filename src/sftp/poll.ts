@@ -133,11 +133,12 @@ async function takeFile(medplum: MedplumClient, connection: SftpConnection, sour
     return { name: file.name, outcome: FileOutcome.duplicate, movedTo, task: `Task/${task.id}`, text: `processed before with errors (Task/${task.id}); moved to the error folder` };
   }
 
-  const task = claim.claimed;
+  // Only this run writes the claimed Task: each write starts from the version the previous one returned.
+  let task = claim.claimed;
   let result: FileResult;
   try {
     const raw = await medplum.createBinary({ data: content, contentType: 'application/octet-stream', filename: file.name });
-    await recordRawFile(medplum, task, `Binary/${raw.id}`, file.name, content.length);
+    task = await recordRawFile(medplum, task, `Binary/${raw.id}`, file.name, content.length);
     const text = decodeUtf8(content);
     result = text === undefined ? notUtf8() : await processFile(medplum, source, text);
   } catch (err) {
@@ -148,11 +149,11 @@ async function takeFile(medplum: MedplumClient, connection: SftpConnection, sour
   // The outcome is recorded before the file moves: a move that fails leaves a Task that says
   // where the file belongs, and the next poll only moves it (it does not process it again).
   const failed = result.outcome !== FileOutcome.processed;
-  await finishFile(medplum, task, result.outcome, result.summary, result.output);
+  const finished = await finishFile(medplum, task, result.outcome, result.summary, result.output);
   const movedTo = failed
     ? await moveToError(connection, source, path, file.name, result.outcome, result.summary, result.reasons)
     : await connection.move(path, source.archive);
-  await recordMove(medplum, task, movedTo).catch(() => undefined);
+  await recordMove(medplum, finished, movedTo).catch(() => undefined);
   return { name: file.name, outcome: result.outcome, movedTo, task: `Task/${task.id}`, text: result.summary };
 }
 
@@ -172,8 +173,7 @@ function reasonsOf(task: Task): string[] {
 }
 
 async function recordMove(medplum: MedplumClient, task: WithId<Task>, movedTo: string): Promise<void> {
-  const current = await medplum.readResource('Task', task.id);
-  await medplum.updateResource<Task>({ ...current, output: [...(current.output ?? []), { type: { text: 'moved to' }, valueString: movedTo }] });
+  await medplum.updateResource<Task>({ ...task, output: [...(task.output ?? []), { type: { text: 'moved to' }, valueString: movedTo }] });
 }
 
 /**
@@ -204,10 +204,9 @@ function folderOf(path: string): string {
 }
 
 /** Keeps the file as received on its Task, for audit and for processing it again by hand. */
-async function recordRawFile(medplum: MedplumClient, task: WithId<Task>, url: string, name: string, size: number): Promise<void> {
-  const current = await medplum.readResource('Task', task.id);
-  const input = [...(current.input ?? []), { type: { text: 'raw file' }, valueAttachment: { url, title: name, size, contentType: 'application/octet-stream' } }];
-  await medplum.updateResource<Task>({ ...current, input, lastModified: new Date().toISOString() });
+async function recordRawFile(medplum: MedplumClient, task: WithId<Task>, url: string, name: string, size: number): Promise<WithId<Task>> {
+  const input = [...(task.input ?? []), { type: { text: 'raw file' }, valueAttachment: { url, title: name, size, contentType: 'application/octet-stream' } }];
+  return medplum.updateResource<Task>({ ...task, input, lastModified: new Date().toISOString() });
 }
 
 

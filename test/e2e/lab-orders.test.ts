@@ -71,7 +71,7 @@ describe('lab orders', () => {
         criteria: 'ServiceRequest',
         channel: { type: 'rest-hook', endpoint: `Bot/${bot.id}`, payload: 'application/fhir+json' },
         extension: [
-          { url: 'https://fhir.integration-hub.dev/StructureDefinition/lab-device', valueReference: { reference: `Device/${device.id}` } },
+          { url: LabExtension.device, valueReference: { reference: `Device/${device.id}` } },
           { url: 'https://medplum.com/fhir/StructureDefinition/subscription-supported-interaction', valueCode: interaction },
         ],
       });

@@ -7,13 +7,14 @@
  * bad message among good ones, bad roster rows), and a server presenting another host key.
  */
 import type { MedplumClient, WithId } from '@medplum/core';
-import type { Bot, Coverage, Endpoint, MessageHeader, Observation, Patient, ProjectSetting, Task } from '@medplum/fhirtypes';
+import type { Bot, Coverage, Endpoint, MessageHeader, Observation, Patient, Task } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { BOT_NAME_SYSTEM } from '../../src/constants.ts';
 import { SFTP_FILE_TASK_CODE } from '../../src/sftp/ledger.ts';
 import { ExportExtension, RESULT_COLUMNS, SFTP_OUTBOUND_CONNECTION } from '../../src/sftp/export.ts';
 import { FILE_FORMAT_SYSTEM, SFTP_INBOUND_CONNECTION, SFTP_SOURCE_SYSTEM, SftpExtension } from '../../src/sftp/source.ts';
 import { adtA01, adtWithoutPatientId, controlIdOf, SYSTEMS, testPatient } from '../support/hl7-messages.ts';
+import { setProjectSecret } from '../support/partners.ts';
 import { SftpTestServer } from '../support/sftp-server.ts';
 import type { E2eTarget } from '../support/target.ts';
 import { startE2eTarget } from '../support/target.ts';
@@ -78,9 +79,7 @@ beforeAll(async () => {
   }
   client = target.client;
   bot = (await client.searchOne('Bot', { identifier: `${BOT_NAME_SYSTEM}|sftp-inbound` })) as WithId<Bot>;
-  const projectId = (client.getProject() as { id: string }).id;
-  const current = ((await client.get(`admin/projects/${projectId}`)) as { project: { secret?: ProjectSetting[] } }).project.secret ?? [];
-  await client.post(`admin/projects/${projectId}/secrets`, [...current, { name: 'SFTP_E2E_PASSWORD', valueString: PASSWORD }]);
+  await setProjectSecret(client, 'SFTP_E2E_PASSWORD', PASSWORD);
 }, 60_000);
 
 afterAll(async () => {

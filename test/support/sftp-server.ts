@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { chmod, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, rmdir, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
@@ -9,6 +8,7 @@ import { dirname, join } from 'node:path';
 import type { Attributes, AuthContext, Connection, FileEntry, ParsedKey, SFTPWrapper } from 'ssh2';
 // ssh2 is CommonJS and Node only detects its first few named exports: take them from the default.
 import ssh2 from 'ssh2';
+import { hostKeyFingerprint } from '../../src/sftp/client.ts';
 
 const { Server: SshServer, utils } = ssh2;
 const { STATUS_CODE } = utils.sftp;
@@ -102,7 +102,7 @@ export class SftpTestServer {
     }
     this.rootDir = await mkdtemp(join(tmpdir(), 'sftp-test-'));
     const hostKey = generateEd25519('sftp-test-host');
-    this.fingerprint = `SHA256:${createHash('sha256').update(parsePublicKey(hostKey.publicKey).getPublicSSH()).digest('base64').replace(/=+$/, '')}`;
+    this.fingerprint = hostKeyFingerprint(parsePublicKey(hostKey.publicKey).getPublicSSH());
     const ssh = new SshServer({ hostKeys: [hostKey.privateKey] }, (conn) => this.accept(conn));
     // Our own listener hands sockets to ssh2, so stop() can cut the ones that do not hang up.
     const listener = createServer((socket) => {

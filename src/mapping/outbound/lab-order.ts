@@ -2,6 +2,7 @@ import type { Hl7Segment } from '@medplum/core';
 import { Hl7Message } from '@medplum/core';
 import type { Encounter, Identifier, Patient, Practitioner, Reference, ServiceRequest, Specimen } from '@medplum/fhirtypes';
 import type { MappingConfig, MappingContext } from '../context.ts';
+import { US_SSN } from '../segments/pid.ts';
 import {
   conceptToCwe,
   hasIdentifierType,
@@ -275,7 +276,7 @@ function refersElsewhere(reference: Reference | undefined, resource: { resourceT
  */
 function patientIdentifiers(patient: Patient, ctx: MappingContext, config: MappingConfig): Repetition[] {
   const usable = (patient.identifier ?? []).filter(
-    (i) => i.use !== 'old' && !hasIdentifierType(i, 'SS') && !hasIdentifierType(i, 'DL') && i.system !== 'http://hl7.org/fhir/sid/us-ssn'
+    (i) => i.use !== 'old' && !hasIdentifierType(i, 'SS') && !hasIdentifierType(i, 'DL') && i.system !== US_SSN
   );
   const ordered = [...usable.filter((i) => hasIdentifierType(i, 'MR')), ...usable.filter((i) => !hasIdentifierType(i, 'MR'))];
   return ordered.map((i) => identifierToCx(i, ctx, config)).filter((cx): cx is Repetition => Boolean(cx));
