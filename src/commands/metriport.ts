@@ -1,12 +1,14 @@
 import type { MedplumClient, WithId } from '@medplum/core';
+import { ensureTrailingSlash } from '@medplum/core';
 import type { Bot, ClientApplication, Task } from '@medplum/fhirtypes';
 import { BOT_NAME_SYSTEM } from '../constants.ts';
 import { findManaged } from '../deploy/managed.ts';
 import type { Target, TargetOptions } from '../deploy/target.ts';
 import { connectTarget } from '../deploy/target.ts';
 import { hideValues } from '../fhir/strings.ts';
+import { redriveWebhookTask } from '../metriport/task-outcome.ts';
 import type { ProgressSettings } from './progress.ts';
-import { createProgress } from './progress.ts';
+import { createProgress, logAbove } from './progress.ts';
 import { METRIPORT_MESSAGE_ID_SYSTEM, METRIPORT_WEBHOOK_TASK_CODE } from '../metriport/constants.ts';
 
 export const METRIPORT_USAGE = `Usage: hub metriport <command>
@@ -61,13 +63,12 @@ export async function runMetriportCommand(target: Target | TargetOptions | strin
     return 0;
   }
   const progress = createProgress({ label: 'metriport redrive', total: rest.length, ...options.progress });
+  const log = logAbove(progress, options.log);
   try {
     for (const id of rest) {
       const task = await connected.client.readResource('Task', id);
-      await connected.client.updateResource<Task>({ ...task, status: 'requested', businessStatus: undefined, output: undefined });
-      // The live count (stderr) is erased before each line (stdout), then drawn again.
-      progress.clear();
-      options.log(`Task/${id}: requested again (was ${task.status}${isStale(task) ? ', stale' : ''})`);
+      await redriveWebhookTask(connected.client, task);
+      log(`Task/${id}: requested again (was ${task.status}${isStale(task) ? ', stale' : ''})`);
       progress.tick(1, `Task/${id}`);
     }
   } finally {
@@ -90,7 +91,7 @@ export async function metriportWebhookUrl(medplum: MedplumClient, baseUrl: strin
   if (!client?.secret || !bot) {
     throw new Error('The metriport-webhook client or bot is not deployed on this target: run `npm run deploy`');
   }
-  const url = new URL(`fhir/R4/Bot/${(bot as WithId<Bot>).id}/$execute`, baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`);
+  const url = new URL(`fhir/R4/Bot/${(bot as WithId<Bot>).id}/$execute`, ensureTrailingSlash(baseUrl));
   url.username = client.id;
   url.password = client.secret;
   return url.toString();

@@ -2,6 +2,7 @@ import type { ProjectSetting } from '@medplum/fhirtypes';
 // Imported explicitly: the stock bot sandbox has no global setTimeout.
 import { setTimeout as sleepMs } from 'node:timers/promises';
 import type { Demographics } from './demographics.ts';
+import { hideValues } from '../fhir/strings.ts';
 import { timeoutOption } from '../net/fetch.ts';
 import { METRIPORT_HOSTS, MetriportSecret } from './constants.ts';
 
@@ -223,6 +224,6 @@ function toApiError(method: string, path: string, status: number, text: string):
     detail = text.slice(0, 300) || undefined;
   }
   // Metriport's validation details can quote the values sent (PHI): quoted text is hidden.
-  const safeDetail = detail?.replace(/'[^']*'|"[^"]*"/g, "'…'");
+  const safeDetail = detail === undefined ? undefined : hideValues(detail);
   return new MetriportApiError(status, `Metriport ${method} ${path} answered ${status}${title ? ` ${title}` : ''}${safeDetail ? `: ${safeDetail}` : ''}`, safeDetail);
 }

@@ -21,6 +21,18 @@ async function createPatient(): Promise<WithId<Patient>> {
   return admin.medplum.createResource<Patient>({ resourceType: 'Patient', name: [{ family: 'Rivera', given: ['Ana'] }], identifier: [{ system: 'urn:mrn', value: 'M1' }] });
 }
 
+/**
+ * A second admin client on the test runtime whose batches and transactions go through
+ * `intercept`, to play what the server or the network does to a request.
+ */
+async function interceptedClient(intercept: (bundle: Bundle, send: (bundle: Bundle) => Promise<Bundle>) => Promise<Bundle>): Promise<MedplumClient> {
+  const client = new MedplumClient({ baseUrl: admin.runtime.baseUrl });
+  await client.startClientLogin(admin.runtime.adminCredentials.clientId, admin.runtime.adminCredentials.clientSecret);
+  const send = client.executeBatch.bind(client);
+  client.executeBatch = (bundle: Bundle) => intercept(bundle, send);
+  return client;
+}
+
 async function byKey<T extends Resource>(resourceType: T['resourceType'], sourceId: string): Promise<WithId<T>[]> {
   const found = await admin.medplum.searchResources(resourceType, { identifier: `${metriportResourceSystem(resourceType)}|${sourceId}` });
   return found as unknown as WithId<T>[];
@@ -117,11 +129,8 @@ describe('mergePreparedImport', () => {
 
   test('a 429 waits and resumes; an answer lost after the commit is looked up, not written twice', async () => {
     const patient = await createPatient();
-    const client = new MedplumClient({ baseUrl: admin.runtime.baseUrl });
-    await client.startClientLogin(admin.runtime.adminCredentials.clientId, admin.runtime.adminCredentials.clientSecret);
-    const send = client.executeBatch.bind(client);
     let transactions = 0;
-    client.executeBatch = async (bundle: Bundle) => {
+    const client = await interceptedClient(async (bundle, send) => {
       if (bundle.type === 'transaction' && ++transactions <= 2) {
         if (transactions === 1) {
           throw new OperationOutcomeError(tooManyRequests);
@@ -130,7 +139,7 @@ describe('mergePreparedImport', () => {
         throw new TypeError('fetch failed: socket hang up');
       }
       return send(bundle);
-    };
+    });
     const waits: number[] = [];
     const bundle = JSON.parse(JSON.stringify(quirkyBundle()).replaceAll('prac-1', 'prac-flaky')) as Bundle;
     const prepared = prepareConsolidatedImport(bundle, MP, check);
@@ -143,16 +152,13 @@ describe('mergePreparedImport', () => {
 
   test('lookups answered 429 (a batch over the FHIR quota) wait and are sent again', async () => {
     const patient = await createPatient();
-    const client = new MedplumClient({ baseUrl: admin.runtime.baseUrl });
-    await client.startClientLogin(admin.runtime.adminCredentials.clientId, admin.runtime.adminCredentials.clientSecret);
-    const send = client.executeBatch.bind(client);
     let lookups = 0;
-    client.executeBatch = async (bundle: Bundle) => {
+    const client = await interceptedClient(async (bundle, send) => {
       if (bundle.type === 'batch' && ++lookups === 1) {
         return { resourceType: 'Bundle', type: 'batch-response', entry: (bundle.entry ?? []).map(() => ({ response: { status: '429', outcome: tooManyRequests } })) };
       }
       return send(bundle);
-    };
+    });
     const waits: number[] = [];
     const result = await mergePreparedImport(client, prepareConsolidatedImport(quirkyBundle(), MP, check), { patient: `Patient/${patient.id}`, sleep: async (ms) => waits.push(ms) });
     expect(waits).toEqual([2000]);
@@ -166,15 +172,12 @@ describe('mergePreparedImport', () => {
     expect(classifyFailure(new TypeError('fetch failed'))).toBe('transient');
     expect(classifyFailure({ outcome: { resourceType: 'OperationOutcome', id: 'precondition-failed', issue: [] } })).toBe('conflict');
     const patient = await createPatient();
-    const client = new MedplumClient({ baseUrl: admin.runtime.baseUrl });
-    await client.startClientLogin(admin.runtime.adminCredentials.clientId, admin.runtime.adminCredentials.clientSecret);
-    const send = client.executeBatch.bind(client);
-    client.executeBatch = async (bundle: Bundle) => {
+    const client = await interceptedClient(async (bundle, send) => {
       if (bundle.type === 'transaction') {
         throw new TypeError('fetch failed');
       }
       return send(bundle);
-    };
+    });
     const bundle: Bundle = {
       resourceType: 'Bundle',
       type: 'searchset',

@@ -8,6 +8,7 @@ import { METRIPORT_PATIENT_SYSTEM, METRIPORT_REQUEST_ID_SYSTEM, METRIPORT_WEBHOO
 import { bundleLocation, downloadBundle, withoutQueryStrings } from './download.ts';
 import { acquireLock, isLocked, LockKind, releaseLock } from '../fhir/lock.ts';
 import { ownerOrganizations } from '../fhir/owner.ts';
+import { isVersionConflict } from '../fhir/writer.ts';
 import { mergePreparedImport } from './merge.ts';
 import type { MergeResult } from './merge.ts';
 import { linkMetriportId, metriportIdOf } from './patient-link.ts';
@@ -164,7 +165,7 @@ async function claim(medplum: MedplumClient, task: WithId<Task>): Promise<boolea
     );
     return true;
   } catch (err) {
-    if ((err as { outcome?: { id?: string } }).outcome?.id === 'precondition-failed' || /conflict|precondition/i.test(normalizeErrorString(err))) {
+    if (isVersionConflict(err)) {
       return false;
     }
     throw err;
@@ -224,7 +225,7 @@ async function resumeParked(medplum: MedplumClient, patientId: string): Promise<
   try {
     await medplum.updateResource<Task>({ ...parked, status: 'requested' }, { headers: { 'If-Match': `W/"${parked.meta?.versionId}"` } });
   } catch (err) {
-    if (!/precondition|conflict/i.test(normalizeErrorString(err))) {
+    if (!isVersionConflict(err)) {
       throw err;
     }
   }

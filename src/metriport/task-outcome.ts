@@ -1,3 +1,4 @@
+import type { MedplumClient, WithId } from '@medplum/core';
 import type { Task } from '@medplum/fhirtypes';
 import { HUB_URI } from '../constants.ts';
 
@@ -38,4 +39,15 @@ export type TaskOutcomeCode = (typeof TaskOutcome)[keyof typeof TaskOutcome];
  */
 export function taskOutcome(code: TaskOutcomeCode, text: string): Pick<Task, 'businessStatus'> {
   return { businessStatus: { coding: [{ system: TASK_OUTCOME_SYSTEM, code }], text } };
+}
+
+/**
+ * Sets a recorded webhook message back to `requested`, without its outcome and outputs, so that
+ * the processing subscription runs it again (`hub metriport redrive`, the status page's Replay).
+ * @param medplum - The client.
+ * @param task - The webhook Task as read.
+ * @returns The updated Task.
+ */
+export function redriveWebhookTask(medplum: MedplumClient, task: WithId<Task>): Promise<WithId<Task>> {
+  return medplum.updateResource<Task>({ ...task, status: 'requested', businessStatus: undefined, output: undefined });
 }

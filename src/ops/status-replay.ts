@@ -1,5 +1,4 @@
 import type { MedplumClient } from '@medplum/core';
-import { runMetriportCommand } from '../commands/metriport.ts';
 import { outcomeOf } from '../fhir/ledger.ts';
 import { buildReplayTask } from '../inbound/replay.ts';
 import { isReplay } from '../inbound/stats.ts';
@@ -7,6 +6,7 @@ import { DELIVERY_TASK_CODE } from '../outbound/delivery.ts';
 import { LAB_ORDER_TASK_CODE } from '../outbound/lab-orders.ts';
 import { replayQueued } from '../outbound/queue.ts';
 import { METRIPORT_WEBHOOK_TASK_CODE } from '../metriport/constants.ts';
+import { redriveWebhookTask } from '../metriport/task-outcome.ts';
 import type { DeadLetterKind } from './status-model.ts';
 import { metriportTaskState } from './status-model.ts';
 
@@ -81,17 +81,7 @@ export async function replayDeadLetter(medplum: MedplumClient, request: { kind: 
       if (!isWebhook || metriportTaskState(task).state !== 'dead-letter') {
         throw new ReplayRefusedError(`Task/${request.id} is not a failed Metriport webhook message`, 409);
       }
-      const lines: string[] = [];
-      const project = medplum.getProject()?.id ?? '';
-      const code = await runMetriportCommand({ client: medplum, projectId: project, baseUrl: medplum.getBaseUrl() }, ['redrive', request.id], {
-        log: (line) => lines.push(line),
-        error: (line) => lines.push(line),
-        // The command's running count is for a terminal; a request has none.
-        progress: { stream: { write: () => true }, isTTY: false },
-      });
-      if (code !== 0) {
-        throw new Error(lines.join('; ') || `Task/${request.id}: re-drive failed`);
-      }
+      await redriveWebhookTask(medplum, task);
       return { text: `Task/${request.id}: requested again`, reference: `Task/${request.id}` };
     }
     case 'partner-delivery':

@@ -15,6 +15,7 @@ import { BOT_NAME_SYSTEM } from '../../src/constants.ts';
 import { isLocked, LockKind } from '../../src/fhir/lock.ts';
 import {
   METRIPORT_FACILITY_SYSTEM,
+  METRIPORT_MESSAGE_ID_SYSTEM,
   METRIPORT_PATIENT_SYSTEM,
   METRIPORT_REQUEST_ID_SYSTEM,
   METRIPORT_SOURCE_TAG,
@@ -113,6 +114,8 @@ async function waitForTasks(patientId: string, what: string, done: (tasks: WithI
 
 const outcomeOf = (task: Task): string | undefined => task.businessStatus?.coding?.[0]?.code;
 const isFinal = (task: Task): boolean => task.status === 'completed' || task.status === 'failed';
+/** A count the processing bot wrote in Task.output (`created`, `updated`, `unchanged`, `skipped`…). */
+const outputCount = (task: Task, text: string): number | undefined => task.output?.find((o) => o.type?.text === text)?.valueInteger;
 
 async function linkedId(patientId: string): Promise<string> {
   return waitFor('the Metriport id on the Patient', async () => {
@@ -164,7 +167,7 @@ describe('Metriport exchange', () => {
     const withDiagnosis = encounters.find((e) => e.diagnosis?.length) as Encounter;
     const condition = await client.readReference(withDiagnosis.diagnosis?.[0].condition as never);
     expect(condition.resourceType).toBe('Condition');
-    expect(done.output?.find((o) => o.type?.text === 'created')?.valueInteger).toBeGreaterThan(250);
+    expect(outputCount(done, 'created')).toBeGreaterThan(250);
 
     // The bot's own link did not fire it again: still one query a moment later.
     await new Promise((resolve) => setTimeout(resolve, 500));
@@ -183,9 +186,9 @@ describe('Metriport exchange', () => {
     const tasks = await waitForTasks(patient.id, 'the second merge', (t) => t.filter(isFinal).length === 2);
     const latest = [...tasks].sort((a, b) => (a.authoredOn ?? '').localeCompare(b.authoredOn ?? '')).at(-1) as Task;
     expect(outcomeOf(latest)).toBe('merged');
-    expect(latest.output?.find((o) => o.type?.text === 'created')?.valueInteger).toBe(0);
-    expect(latest.output?.find((o) => o.type?.text === 'updated')?.valueInteger).toBe(0);
-    expect(latest.output?.find((o) => o.type?.text === 'unchanged')?.valueInteger).toBeGreaterThan(250);
+    expect(outputCount(latest, 'created')).toBe(0);
+    expect(outputCount(latest, 'updated')).toBe(0);
+    expect(outputCount(latest, 'unchanged')).toBeGreaterThan(250);
     expect(await importedCount(patient.id)).toBe(before);
     const update = fake.requests.find((r) => r.method === 'PUT' && (r.body as { externalId?: string })?.externalId === patient.id);
     expect((update?.body as { contact: { phone: string }[] }).contact[0].phone).toBe('2175550199');
@@ -238,7 +241,7 @@ describe('Metriport exchange', () => {
     expect(rows.map((r) => r.status)).toEqual(['success', 'success']);
     const tasks = await waitForTasks(patient.id, 'both messages processed', (t) => t.length === 2 && t.every(isFinal), 30_000);
     expect(tasks.map(outcomeOf).sort()).toEqual(['merged', 'merged']);
-    const created = tasks.map((t) => t.output?.find((o) => o.type?.text === 'created')?.valueInteger).sort((a, b) => (a ?? 0) - (b ?? 0));
+    const created = tasks.map((t) => outputCount(t, 'created')).sort((a, b) => (a ?? 0) - (b ?? 0));
     expect(created[0]).toBe(0);
     expect(created[1]).toBeGreaterThan(250);
     // Every Metriport key once: no Observation key on two resources.
@@ -341,7 +344,7 @@ describe('Metriport exchange', () => {
 
     const row = await fake.sendWebhook('network-query.hie', { payload: { patientId: 'x', consolidatedDataUrl: 'http://127.0.0.1:9/x' } });
     expect(row.status).toBe('success');
-    const [recorded] = await client.searchResources('Task', { identifier: `https://fhir.integration-hub.dev/sid/metriport-webhook-message-id|${row.messageId}` });
+    const [recorded] = await client.searchResources('Task', { identifier: `${METRIPORT_MESSAGE_ID_SYSTEM}|${row.messageId}` });
     expect([recorded.status, outcomeOf(recorded)]).toEqual(['completed', 'not-handled']);
   });
 
@@ -449,10 +452,9 @@ describe('Metriport exchange', () => {
       const patient = await createPatient({}, name);
       const [task] = await waitForTasks(patient.id, `the ${name} record merged`, (t) => t.some(isFinal), 240_000);
       expect(outcomeOf(task), task.businessStatus?.text).toBe('merged');
-      const count = (text: string): number | undefined => task.output?.find((o) => o.type?.text === text)?.valueInteger;
       // Every resource but the Patient (Metriport's copy of it is never written).
-      expect(count('created'), name).toBe(size - 1);
-      expect(count('skipped'), name).toBe(0);
+      expect(outputCount(task, 'created'), name).toBe(size - 1);
+      expect(outputCount(task, 'skipped'), name).toBe(0);
     }
   }, 400_000);
 });

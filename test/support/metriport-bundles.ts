@@ -1,3 +1,4 @@
+import { CPT, LOINC, RXNORM, SNOMED, UCUM } from '@medplum/core';
 import type {
   Address,
   AllergyIntolerance,
@@ -278,13 +279,9 @@ class Random {
 // ---------------------------------------------------------------------------------------------
 // Code tables (small, real codes)
 
-const SNOMED = 'http://snomed.info/sct';
-const LOINC = 'http://loinc.org';
-const RXNORM = 'http://www.nlm.nih.gov/research/umls/rxnorm';
+// SNOMED, LOINC, RXNORM, CPT and UCUM come from @medplum/core; its ICD10 is not the US -CM edition.
 const ICD10 = 'http://hl7.org/fhir/sid/icd-10-cm';
-const CPT = 'http://www.ama-assn.org/go/cpt';
 const CVX = 'http://hl7.org/fhir/sid/cvx';
-const UCUM = 'http://unitsofmeasure.org';
 const TERMINOLOGY = 'http://terminology.hl7.org/CodeSystem';
 
 interface LabCode {

@@ -42,7 +42,6 @@ export type {
   WebhookRequestRow,
 } from './types.ts';
 export { emptySearchset } from './consolidated.ts';
-export { signWebhook } from './webhook-sender.ts';
 
 const gzipAsync = promisify(gzip);
 
