@@ -61,6 +61,7 @@ async function main(argv: string[]): Promise<number> {
     process.loadEnvFile(join(root, '.env'));
   }
   const log = (line: string): void => console.log(line);
+  const output = { log, error: (line: string): void => console.error(line) };
   const [command, ...args] = argv;
   switch (command) {
     case 'start': {
@@ -103,22 +104,22 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'hl7': {
-      return runHl7Command(targetFromEnv(process.env), args, { log, error: (line) => console.error(line) });
+      return runHl7Command(targetFromEnv(process.env), args, output);
     }
     case 'metriport': {
-      return runMetriportCommand(targetFromEnv(process.env), args, { log, error: (line) => console.error(line) });
+      return runMetriportCommand(targetFromEnv(process.env), args, output);
     }
     case 'partners': {
-      return runPartnersCommand(targetFromEnv(process.env), args, { log, error: (line) => console.error(line) });
+      return runPartnersCommand(targetFromEnv(process.env), args, output);
     }
     case 'labs': {
-      return runPartnersCommand(targetFromEnv(process.env), args, { log, error: (line) => console.error(line) }, LAB_ORDER_TASK_CODE);
+      return runPartnersCommand(targetFromEnv(process.env), args, output, LAB_ORDER_TASK_CODE);
     }
     case 'status': {
-      return runStatusCommand(targetFromEnv(process.env), args, { log, error: (line) => console.error(line), env: process.env });
+      return runStatusCommand(targetFromEnv(process.env), args, { ...output, env: process.env });
     }
     case 'trace': {
-      return runTraceCommand(targetFromEnv(process.env), args, { log, error: (line) => console.error(line) });
+      return runTraceCommand(targetFromEnv(process.env), args, output);
     }
     case 'env:init': {
       const result = await initDockerEnv(join(root, '.env'));

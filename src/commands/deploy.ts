@@ -10,7 +10,7 @@ import { applyProjectSecrets, loadSecretDeclarations } from '../deploy/project-s
 import type { Target, TargetOptions } from '../deploy/target.ts';
 import { connectTarget } from '../deploy/target.ts';
 import type { ProgressSettings } from './progress.ts';
-import { createProgress } from './progress.ts';
+import { createProgress, logAbove } from './progress.ts';
 
 /** Options of {@link runDeploy}. */
 export interface RunDeployOptions {
@@ -51,11 +51,7 @@ export async function runDeploy(target: Target | TargetOptions, options: RunDepl
   const connected = 'client' in target ? target : await connectTarget(target);
   options.log(`${options.dryRun ? 'Plan for' : 'Deploying to'} ${connected.baseUrl} (project ${connected.projectId}): ${desired.resources.length} managed resources`);
   const progress = createProgress({ label: options.dryRun ? 'deploy plan' : 'deploy', total: desired.resources.length, ...options.progress });
-  // The live count (stderr) is erased before each line of the plan (stdout), then drawn again.
-  const log = (line: string): void => {
-    progress.clear();
-    options.log(line);
-  };
+  const log = logAbove(progress, options.log);
   const finish = (bots: DeployProgress['bots']): void => progress.done(`${bots.done}/${bots.total} bot(s)`);
   let resources: DeployReport;
   try {

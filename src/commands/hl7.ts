@@ -13,7 +13,7 @@ import { controlIdOf, invariantHolds, ledgerStats, listDeadLetterEntries, listDe
 import type { ImportResult } from './hl7-import.ts';
 import { countByAck, describeFailure, importMessages, resolveImportTarget, splitImportFile } from './hl7-import.ts';
 import type { ProgressSettings } from './progress.ts';
-import { createProgress } from './progress.ts';
+import { createProgress, logAbove } from './progress.ts';
 
 export const HL7_USAGE = `Usage: hub hl7 <command>
 
@@ -281,11 +281,7 @@ async function replay(medplum: MedplumClient, parsed: Extract<Hl7Args, { command
   const jobs: ReplayJob[] = entries.map((entry) => ({ entry }));
   const total = jobs.length;
   const progress = createProgress({ label: parsed.wait ? 'hl7 replay' : 'hl7 replay (creating Tasks)', total, ...options.progress });
-  // The live count (stderr) is erased before each outcome line (stdout), then drawn again.
-  const log = (line: string): void => {
-    progress.clear();
-    options.log(line);
-  };
+  const log = logAbove(progress, options.log);
   if (!parsed.wait) {
     try {
       for (const job of jobs) {

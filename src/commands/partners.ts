@@ -6,7 +6,7 @@ import { hideValues } from '../fhir/strings.ts';
 import { DELIVERY_TASK_CODE } from '../outbound/delivery.ts';
 import { DELIVERY_STATE_SYSTEM, replayQueued } from '../outbound/queue.ts';
 import type { ProgressSettings } from './progress.ts';
-import { createProgress } from './progress.ts';
+import { createProgress, logAbove } from './progress.ts';
 
 export const PARTNERS_USAGE = `Usage: hub partners <command>   (or hub labs <command> for orders to labs)
 
@@ -68,12 +68,11 @@ export async function runPartnersCommand(
     return 0;
   }
   const progress = createProgress({ label: `${queue.code === DELIVERY_TASK_CODE.code ? 'partners' : 'labs'} replay`, total: ids.length, ...options.progress });
+  const log = logAbove(progress, options.log);
   try {
     for (const id of ids) {
       await replayQueued(client, id, queue, windowHours * 3600_000);
-      // The live count (stderr) is erased before each line (stdout), then drawn again.
-      progress.clear();
-      options.log(`Task/${id}: queued again (retry window ${windowHours} h); it is sent within a minute`);
+      log(`Task/${id}: queued again (retry window ${windowHours} h); it is sent within a minute`);
       progress.tick(1, `Task/${id}`);
     }
   } finally {

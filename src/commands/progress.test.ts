@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import type { ProgressStream } from './progress.ts';
-import { createProgress, describeCount, formatDuration, PLAIN_INTERVAL_MS, TTY_INTERVAL_MS } from './progress.ts';
+import { createProgress, describeCount, formatDuration, logAbove, PLAIN_INTERVAL_MS, TTY_INTERVAL_MS } from './progress.ts';
 
 /** A stream that records every write, with a settable clock beside it. */
 function fakeOutput(isTTY: boolean, columns?: number): { stream: ProgressStream; writes: string[]; clock: { t: number }; now: () => number } {
@@ -40,6 +40,18 @@ describe('createProgress on a terminal', () => {
     progress.tick();
     expect(out.writes).toHaveLength(3);
     expect(out.writes.at(-1)).toContain('deploy: 2/3');
+  });
+
+  test('logAbove erases the live line before each line of the command', () => {
+    const out = fakeOutput(true);
+    const progress = createProgress({ label: 'replay', total: 2, stream: out.stream, now: out.now });
+    // The command's lines go to another stream; here they are recorded in order with the writes.
+    const log = logAbove(progress, (line) => out.writes.push(`stdout:${line}`));
+    progress.tick();
+    log('Task/t1: completed');
+    expect(out.writes.slice(-2)).toEqual(['\r\u001b[K', 'stdout:Task/t1: completed']);
+    progress.tick();
+    expect(out.writes.at(-1)).toContain('replay: 2/2');
   });
 
   test('done replaces the live line with the final one and ends it', () => {

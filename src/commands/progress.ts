@@ -6,6 +6,8 @@
  * ids, control ids, managed names): never message text or resource content.
  */
 
+import { clip } from '../fhir/strings.ts';
+
 /** Where progress goes: `process.stderr` or anything with `write` (tests pass a fake). */
 export interface ProgressStream {
   write(text: string): unknown;
@@ -144,6 +146,20 @@ export function createProgress(options: ProgressOptions): Progress {
 }
 
 /**
+ * The command's own output while a count runs: each line (stdout) is printed after the live count
+ * (stderr) is erased, so that neither overwrites the other; the next tick draws the count again.
+ * @param progress - The running count.
+ * @param log - Where the command's lines go.
+ * @returns The log to print through while the count runs.
+ */
+export function logAbove(progress: Progress, log: (line: string) => void): (line: string) => void {
+  return (line) => {
+    progress.clear();
+    log(line);
+  };
+}
+
+/**
  * @param count - Done so far.
  * @param total - How many there are, if known.
  * @param elapsedMs - Time since the start.
@@ -203,10 +219,10 @@ function cleanNote(note: string): string | undefined {
   if (!clean) {
     return undefined;
   }
-  return clean.length > MAX_NOTE_LENGTH ? clean.slice(0, MAX_NOTE_LENGTH - 1) + '…' : clean;
+  return clip(clean, MAX_NOTE_LENGTH);
 }
 
 function fit(text: string, columns: number | undefined): string {
   // One column is left free: a line that fills the terminal exactly wraps on some terminals.
-  return columns && columns > 1 && text.length >= columns ? text.slice(0, columns - 2) + '…' : text;
+  return columns && columns > 1 ? clip(text, columns - 1) : text;
 }

@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Target, TargetOptions } from '../deploy/target.ts';
 import { connectTarget } from '../deploy/target.ts';
+import { clip } from '../fhir/strings.ts';
 import type { ChannelCounts, ChannelStatus, HubStatus, QueueDepthStatus, TimeBucket } from '../ops/status-model.ts';
 import { collectStatus } from '../ops/status.ts';
 import { createStatusPageHandler, STATUS_PATH } from '../ops/status-page.ts';
@@ -198,7 +199,7 @@ export function formatStatus(status: HubStatus): string[] {
 const MAX_NAME = 48;
 
 function shorten(name: string): string {
-  return name.length > MAX_NAME ? `${name.slice(0, MAX_NAME - 1)}…` : name;
+  return clip(name, MAX_NAME);
 }
 
 /**

@@ -37,4 +37,14 @@ describe('locks', () => {
     await releaseLock(admin.medplum, taken as NonNullable<typeof taken>);
     expect(await isLocked(admin.medplum, LockKind.metriportMerge, 'p-lock-stale')).toBe(false);
   });
+
+  test('concurrent takeovers of a stale lock: exactly one wins, the others find it taken', async () => {
+    const stale = (await acquireLock(admin.medplum, LockKind.metriportMerge, 'p-lock-stale-race', 'Task/old')) as Basic & { id: string };
+    const old = new Date(Date.now() - LOCK_STALE_MS - 1000).toISOString();
+    await admin.medplum.updateResource<Basic>({ ...stale, extension: [{ ...stale.extension?.[0], url: stale.extension?.[0].url as string, valueInstant: old }] });
+    const results = await Promise.all(
+      Array.from({ length: 4 }, (_, i) => acquireLock(admin.medplum, LockKind.metriportMerge, 'p-lock-stale-race', `Task/new${i}`))
+    );
+    expect(results.filter(Boolean)).toHaveLength(1);
+  });
 });

@@ -1,8 +1,8 @@
 import type { MedplumClient, WithId } from '@medplum/core';
-import { normalizeErrorString } from '@medplum/core';
 import type { Basic } from '@medplum/fhirtypes';
 import { randomUUID } from 'node:crypto';
 import { HUB_SID, HUB_URI } from '../constants.ts';
+import { isVersionConflict } from './writer.ts';
 
 /** Code system of lock Basics; the code is the kind of lock (policies scope bots to their kinds). */
 export const LOCK_CODE_SYSTEM = `${HUB_URI}/CodeSystem/hub-lock`;
@@ -64,7 +64,7 @@ export async function acquireLock(medplum: MedplumClient, kind: LockKindCode, ke
     );
   } catch (err) {
     // Another run took it over first.
-    if (/precondition|conflict/i.test(normalizeErrorString(err))) {
+    if (isVersionConflict(err)) {
       return undefined;
     }
     throw err;

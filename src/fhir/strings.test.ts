@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { hideValues, stripControlCharacters } from './strings.ts';
+import { clip, hideValues, stripControlCharacters } from './strings.ts';
 
 describe('hideValues', () => {
   test('hides every quoted value, apostrophes inside a value included', () => {
@@ -18,4 +18,9 @@ describe('stripControlCharacters', () => {
   test('removes control characters but keeps tabs and line ends', () => {
     expect(stripControlCharacters('a\u0000b\tc\nd')).toBe('ab\tc\nd');
   });
+});
+
+test('clip', () => {
+  expect(clip('abc', 3)).toBe('abc');
+  expect(clip('abcd', 3)).toBe('ab…');
 });

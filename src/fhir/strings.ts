@@ -22,5 +22,14 @@ export function hideValues(text: string): string {
   return text.replace(/'(?:[^']|'(?=[\p{L}\p{N}]))*'/gu, "'…'").replace(/"(?:[^"]|"(?=[\p{L}\p{N}]))*"/gu, '"…"');
 }
 
+/**
+ * @param text - A text.
+ * @param max - Its longest shown length, the ellipsis included.
+ * @returns The text, cut with `…` when longer.
+ */
+export function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHARACTERS = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g;

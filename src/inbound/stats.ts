@@ -69,31 +69,51 @@ export interface LedgerStatsOptions {
 }
 
 /**
- * Counts the ledger per sender and in total.
- *
- * With `since`, an entry counts when the message was received at or after that time. Reception
- * time is the entry's creation time: `meta.lastUpdated` of entries never changed since, and of
- * the first version for entries updated afterwards (a dead letter marked `resolved`), read from
- * their history.
+ * Counts the ledger per sender and in total ({@link readLedgerEntries}, then {@link countLedger}).
  * @param medplum - A client allowed to search MessageHeader (the hub's admin client).
  * @param options - Time window.
  * @returns The counts.
  */
 export async function ledgerStats(medplum: MedplumClient, options: LedgerStatsOptions = {}): Promise<LedgerStats> {
-  const since = options.since ? normalizeSince(options.since) : undefined;
+  const entries = await readLedgerEntries(medplum, options);
+  return countLedger(entries, { since: options.since, receivedAt: (entry) => ledgerReceivedAt(medplum, entry) });
+}
+
+/**
+ * Reads the ledger entries of the four outcomes; with `since`, those last updated at or after it,
+ * a superset of the messages received since then ({@link countLedger} refines it).
+ * @param medplum - A client allowed to search MessageHeader.
+ * @param options - Time window and page size.
+ * @returns The entries, each once.
+ */
+export async function readLedgerEntries(medplum: MedplumClient, options: LedgerStatsOptions = {}): Promise<WithId<MessageHeader>[]> {
   const query: Record<string, string> = {
     _tag: OUTCOMES.map((code) => `${MESSAGE_OUTCOME_SYSTEM}|${code}`).join(','),
   };
-  if (since) {
-    // Every entry received since then was last updated since then: a superset, refined below.
-    query._lastUpdated = `ge${since}`;
+  if (options.since) {
+    query._lastUpdated = `ge${normalizeSince(options.since)}`;
   }
-  const entries = await readAllEntries(medplum, query, options.pageSize);
+  return readAllEntries(medplum, query, options.pageSize);
+}
 
+/**
+ * Counts ledger entries per sender and in total. With `since`, an entry counts when its message
+ * was received at or after that time ({@link ledgerReceivedAt}).
+ * @param entries - Ledger entries.
+ * @param options - The time window, and how to learn when an entry was received.
+ * @param options.since - Count only messages received at or after this time (ISO 8601).
+ * @param options.receivedAt - Reception time of an entry, epoch ms.
+ * @returns The counts.
+ */
+export async function countLedger(
+  entries: readonly WithId<MessageHeader>[],
+  options: { readonly since?: string; readonly receivedAt: (entry: WithId<MessageHeader>) => Promise<number> }
+): Promise<LedgerStats> {
+  const since = options.since ? normalizeSince(options.since) : undefined;
   const bySender = new Map<string, SenderLedgerCounts>();
   const total = emptyCounts();
   for (const entry of entries) {
-    if (since && isUpdated(entry) && (await receivedAt(medplum, entry)) < Date.parse(since)) {
+    if (since && (await options.receivedAt(entry)) < Date.parse(since)) {
       continue;
     }
     const sender = senderOf(entry);
@@ -262,13 +282,17 @@ function count(counts: LedgerCounts, entry: MessageHeader): void {
 }
 
 /** Entries whose current version is not their first: a dead letter marked resolved (or hand edits). */
-function isUpdated(entry: MessageHeader): boolean {
-  return outcomeOf(entry) === 'resolved';
-}
-
-/** Creation time of an entry (epoch ms): the `lastUpdated` of its first version. */
-async function receivedAt(medplum: MedplumClient, entry: WithId<MessageHeader>): Promise<number> {
-  return (await createdTime(medplum, 'MessageHeader', entry.id)) ?? Date.parse(entry.meta?.lastUpdated ?? '');
+/**
+ * When a ledger entry's message was received (epoch ms): the entry's creation time. Only entries
+ * marked `resolved` later were updated; their first version's time is read from their history,
+ * for the others `meta.lastUpdated` is the creation time.
+ * @param medplum - A client allowed to read MessageHeader history.
+ * @param entry - A ledger entry.
+ * @returns Reception time.
+ */
+export async function ledgerReceivedAt(medplum: MedplumClient, entry: WithId<MessageHeader>): Promise<number> {
+  const lastUpdated = Date.parse(entry.meta?.lastUpdated ?? '');
+  return outcomeOf(entry) === 'resolved' ? ((await createdTime(medplum, 'MessageHeader', entry.id)) ?? lastUpdated) : lastUpdated;
 }
 
 /** Reads every entry matching `query`, each id once (an entry updated while paging may reappear: the last read wins). */

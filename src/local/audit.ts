@@ -19,8 +19,8 @@ export function entityRole(resource: Resource): NonNullable<AuditEventEntity['ro
 
 /**
  * Writes an AuditEvent of a bot run or a subscription delivery, with the request's trace id in
- * the stock tracing extension. Auditing must not change what it records: if the event is refused
- * (an invalid trace id is the realistic cause), it is written again without the extension.
+ * the stock tracing extension. Trace ids are UUIDs or W3C traceparents (src/local/context.ts),
+ * both valid FHIR ids.
  * @param repo - The system repository.
  * @param auditEvent - The event.
  * @param traceId - The request's trace id, if any.
@@ -29,5 +29,5 @@ export async function recordAuditEvent(repo: HubRepository, auditEvent: AuditEve
   const traced: AuditEvent = traceId
     ? { ...auditEvent, extension: [{ url: 'https://medplum.com/fhir/StructureDefinition/tracing', extension: [{ url: 'traceId', valueId: traceId }] }] }
     : auditEvent;
-  await repo.createResource(traced).catch(() => repo.createResource(auditEvent));
+  await repo.createResource(traced);
 }

@@ -1,3 +1,4 @@
+import { isUUID } from '@medplum/core';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import type { AuthState } from './auth.ts';
@@ -40,7 +41,7 @@ export function traceIdFromHeaders(headers: Record<string, string | string[] | u
     return Array.isArray(value) ? value[0] : value;
   };
   const traceId = header('x-trace-id');
-  if (traceId && UUID.test(traceId)) {
+  if (traceId && isUUID(traceId)) {
     return traceId;
   }
   const traceparent = header('traceparent');
@@ -49,8 +50,6 @@ export function traceIdFromHeaders(headers: Record<string, string | string[] | u
   }
   return randomUUID();
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * @param value - A candidate `traceparent` value.

@@ -1,6 +1,5 @@
 import type { MessageHeader, Task } from '@medplum/fhirtypes';
-import { hideValues } from '../fhir/strings.ts';
-import type { MessageOutcome } from '../fhir/ledger.ts';
+import { clip, hideValues } from '../fhir/strings.ts';
 import { LedgerExtension, outcomeOf } from '../fhir/ledger.ts';
 import type { LedgerCounts } from '../inbound/stats.ts';
 import { isReplay } from '../inbound/stats.ts';
@@ -324,16 +323,7 @@ export function totalOf(channels: readonly ChannelStatus[], window: StatusWindow
  */
 export function sanitizeError(text: string): string {
   const line = hideValues(text).replace(/\s+/g, ' ').trim();
-  return line.length > MAX_ERROR_LENGTH ? `${line.slice(0, MAX_ERROR_LENGTH - 1)}…` : line;
-}
-
-/**
- * The state of an HL7 ledger entry that is a reception (replays are not).
- * @param outcome - The entry's outcome tag.
- * @returns The state; undefined for an entry without one of the four outcomes.
- */
-export function hl7State(outcome: MessageOutcome | undefined): ItemState | undefined {
-  return outcome === 'dead-letter' ? 'dead-letter' : outcome;
+  return clip(line, MAX_ERROR_LENGTH);
 }
 
 /**
@@ -343,7 +333,8 @@ export function hl7State(outcome: MessageOutcome | undefined): ItemState | undef
  * @returns The item, or undefined for a replay or an entry without outcome.
  */
 export function hl7Item(entry: MessageHeader, receivedAt: number): LedgerItem | undefined {
-  const state = hl7State(outcomeOf(entry));
+  // The four ledger outcomes are item states of their own.
+  const state: ItemState | undefined = outcomeOf(entry);
   if (!state || isReplay(entry)) {
     return undefined;
   }

@@ -1,10 +1,8 @@
 import type { MedplumClient, WithId } from '@medplum/core';
 import { normalizeErrorString } from '@medplum/core';
 import type { Bundle, Coding, Device, Endpoint, ExtractResource, MessageHeader, ResourceType, Task } from '@medplum/fhirtypes';
-import { createdTime } from '../fhir/history.ts';
-import { MESSAGE_OUTCOME_SYSTEM, outcomeOf } from '../fhir/ledger.ts';
 import type { DeadLetter } from '../inbound/stats.ts';
-import { ledgerStats, listDeadLetters, senderLabel } from '../inbound/stats.ts';
+import { countLedger, ledgerReceivedAt, listDeadLetters, readLedgerEntries, senderLabel } from '../inbound/stats.ts';
 import { METRIPORT_WEBHOOK_TASK_CODE } from '../metriport/constants.ts';
 import { DELIVERY_TASK_CODE } from '../outbound/delivery.ts';
 import { LAB_ORDER_TASK_CODE, LabExtension } from '../outbound/lab-orders.ts';
@@ -48,7 +46,7 @@ import {
  * `collectStatus`: the hub's operational status, read through the FHIR API as the given client
  * (so the caller's AccessPolicy decides what is counted: a ledger it may not read is reported as
  * unavailable, not as zero). It reuses the ledgers' own readers where they exist (the HL7
- * ledger's `ledgerStats` and `listDeadLetters`) and otherwise pages through ledger Tasks with
+ * ledger's `readLedgerEntries`, `countLedger` and `listDeadLetters`) and otherwise pages through ledger Tasks with
  * plain token searches and the server's `next` links, as src/inbound/stats.ts does, so it works
  * the same on the local runtime and on a stock server.
  */
@@ -158,19 +156,26 @@ export async function collectStatus(medplum: MedplumClient, options: CollectStat
  */
 async function collectHl7(context: Context): Promise<Collected> {
   const { medplum, window } = context;
-  const [stats, entries, letters] = await Promise.all([
-    ledgerStats(medplum, { since: new Date(context.since).toISOString(), pageSize: context.pageSize }),
-    readAll(medplum, 'MessageHeader', {
-      _tag: ['committed', 'rejected', 'dead-letter', 'resolved'].map((code) => `${MESSAGE_OUTCOME_SYSTEM}|${code}`).join(','),
-      _lastUpdated: `ge${new Date(window.start).toISOString()}`,
-      _sort: '_lastUpdated',
-      _count: String(context.pageSize),
-    }),
+  // One read of the ledger serves the counts (since `since`) and the chart (since the window's
+  // start); a resolved entry's history is read once for both.
+  const readFrom = new Date(Math.min(context.since, window.start)).toISOString();
+  const [entries, letters] = await Promise.all([
+    readLedgerEntries(medplum, { since: readFrom, pageSize: context.pageSize }),
     listDeadLetters(medplum, { limit: context.deadLetterLimit + 1, pageSize: context.pageSize }),
   ]);
+  const received = new Map<string, Promise<number>>();
+  const receivedAt = (entry: WithId<MessageHeader>): Promise<number> => {
+    let time = received.get(entry.id);
+    if (!time) {
+      time = ledgerReceivedAt(medplum, entry);
+      received.set(entry.id, time);
+    }
+    return time;
+  };
+  const stats = await countLedger(entries, { since: new Date(context.since).toISOString(), receivedAt });
   const items: LedgerItem[] = [];
   for (const entry of entries) {
-    const item = hl7Item(entry, await receivedAt(medplum, entry));
+    const item = hl7Item(entry, await receivedAt(entry));
     if (item && item.received >= window.start) {
       items.push(item);
     }
@@ -208,12 +213,6 @@ function deadLetterItem(letter: DeadLetter): DeadLetterItem {
   };
 }
 
-/** When an HL7 ledger entry was received: entries marked resolved later have a newer `lastUpdated`. */
-async function receivedAt(medplum: MedplumClient, entry: WithId<MessageHeader>): Promise<number> {
-  const lastUpdated = Date.parse(entry.meta?.lastUpdated ?? '');
-  return outcomeOf(entry) === 'resolved' ? ((await createdTime(medplum, 'MessageHeader', entry.id)) ?? lastUpdated) : lastUpdated;
-}
-
 /** A ledger kept as Tasks of one code. */
 interface TaskLedger {
   readonly kind: ChannelKind;
@@ -245,7 +244,7 @@ const TASK_LEDGERS: readonly TaskLedger[] = [
     byOwner: false,
     state: metriportTaskState,
     channelOf: () => 'metriport',
-    detail: (task) => task.input?.find((i) => i.type?.text === 'message type')?.valueString ?? '',
+    detail: (task) => inputOf(task, 'message type') ?? '',
     catalog: async () => [{ key: 'metriport', name: 'Metriport webhook' }],
   },
   {

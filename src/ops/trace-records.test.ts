@@ -7,7 +7,6 @@ import { DELIVERY_TASK_CODE } from '../outbound/delivery.ts';
 import { DELIVERY_STATE_SYSTEM, QueueExtension } from '../outbound/queue.ts';
 import type { DeliveryTrace, RunTrace } from './trace-records.ts';
 import {
-  clip,
   deliveryOf,
   messageIdentityOf,
   parseSubject,
@@ -271,7 +270,3 @@ describe('attribution by time', () => {
   });
 });
 
-test('clip', () => {
-  expect(clip('abc', 3)).toBe('abc');
-  expect(clip('abcd', 3)).toBe('ab…');
-});

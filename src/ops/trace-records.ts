@@ -5,7 +5,7 @@
 import type { WithId } from '@medplum/core';
 import { isResourceType } from '@medplum/core';
 import type { AuditEvent, MessageHeader, Task } from '@medplum/fhirtypes';
-import { hideValues } from '../fhir/strings.ts';
+import { clip, hideValues } from '../fhir/strings.ts';
 import type { MessageOutcome } from '../fhir/ledger.ts';
 import { LedgerExtension, MESSAGE_HASH_SYSTEM, MESSAGE_KEY_SYSTEM, outcomeOf } from '../fhir/ledger.ts';
 import { controlIdOf, isReplay, senderLabel } from '../inbound/stats.ts';
@@ -334,11 +334,3 @@ export function versionOfRun(run: RunTrace, versions: readonly VersionStamp[], d
   return versionAt(versions, Date.parse(run.started) + slackMs)?.versionId;
 }
 
-/**
- * @param text - A text.
- * @param max - Longest length kept.
- * @returns The text, cut with an ellipsis when longer.
- */
-export function clip(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
-}

@@ -2,7 +2,7 @@ import type { MedplumClient, WithId } from '@medplum/core';
 import { isNotFound, normalizeErrorString, normalizeOperationOutcome } from '@medplum/core';
 import type { AuditEvent, Bundle, MessageHeader, Reference, Resource, Task } from '@medplum/fhirtypes';
 import { loadFhirDefinitions } from '../fhir/definitions.ts';
-import { hideValues } from '../fhir/strings.ts';
+import { clip, hideValues } from '../fhir/strings.ts';
 import { MESSAGE_HASH_SYSTEM, MESSAGE_KEY_SYSTEM, messageHash, messageKey } from '../fhir/ledger.ts';
 import { tokens } from '../fhir/writer.ts';
 import { readBatchFile } from '../hl7/batch.ts';
@@ -11,9 +11,10 @@ import { METRIPORT_MESSAGE_ID_SYSTEM, METRIPORT_SOURCE_TAG, METRIPORT_WEBHOOK_TA
 import { TASK_OUTCOME_SYSTEM } from '../metriport/task-outcome.ts';
 import { DELIVERY_TASK_CODE } from '../outbound/delivery.ts';
 import { LAB_ORDER_TASK_CODE } from '../outbound/lab-orders.ts';
+import { inputOf } from '../outbound/queue.ts';
 import { FILE_OUTCOME_SYSTEM, SFTP_FILE_TASK_CODE } from '../sftp/ledger.ts';
 import type { DeliveryTrace, IngestionStamp, MessageIdentity, Reception, RunTrace, VersionStamp } from './trace-records.ts';
-import { clip, deliveryOf, messageIdentityOf, parseSubject, receptionOf, runOf, versionOfRun, writerOf, wroteResources } from './trace-records.ts';
+import { deliveryOf, messageHashOf, messageIdentityOf, parseSubject, receptionOf, runOf, versionOfRun, writerOf, wroteResources } from './trace-records.ts';
 
 /**
  * `hub trace`: follows one ingestion or one resource through the hub's own records, with FHIR
@@ -192,6 +193,8 @@ export async function traceChain(medplum: MedplumClient, subject: string, option
 interface History {
   readonly versions: (VersionStamp & { readonly lastUpdated: string })[];
   readonly current?: string;
+  /** The current version itself; none when deleted. */
+  readonly latest?: Resource;
   readonly deleted: boolean;
   readonly truncated: boolean;
 }
@@ -367,7 +370,7 @@ class Tracer {
     const runs = await this.runs(reference, oldestShown);
     const deliveries = await this.deliveries(reference, shown.map((v) => v.versionId));
     const versions = shown.map((v) => this.versionTrace(v, history.versions, runs, deliveries, writerOf(v, stamps, this.windowMs)?.ledger));
-    const current = await this.medplum.readReference({ reference } as Reference).catch(() => undefined);
+    const current = history.latest;
     report.resource = {
       reference,
       requestedVersion,
@@ -523,14 +526,14 @@ class Tracer {
   private async keysEndingWith(controlId: string): Promise<string[]> {
     const keys = new Set<string>();
     const suffix = `^${controlId}`;
-    const scanned = await this.scan<MessageHeader>('MessageHeader', new URLSearchParams({ _sort: '-_lastUpdated' }), this.ledgerScanLimit, (entry) => {
+    const more = await this.scan<MessageHeader>('MessageHeader', new URLSearchParams({ _sort: '-_lastUpdated' }), this.ledgerScanLimit, (entry) => {
       const key = messageIdentityOf(entry).key;
       if (key.endsWith(suffix) && key.split('^').length === 3) {
         keys.add(key);
       }
       return keys.size <= MAX_MESSAGES;
     });
-    if (scanned.more && keys.size === 0) {
+    if (more && keys.size === 0) {
       this.notes.push(`only the newest ${this.ledgerScanLimit} HL7 ledger entries were searched for this MSH-10`);
     }
     return [...keys];
@@ -577,11 +580,12 @@ class Tracer {
     try {
       bundle = await this.medplum.readHistory(resourceType as Resource['resourceType'], id, { count: 100 });
     } catch (err) {
-      return isNotFound(normalizeOperationOutcome(err)) ? 'not found' : `cannot be read (${clip(hideValues(normalizeErrorString(err)), 120)})`;
+      return readProblem(err);
     }
     const versions: (VersionStamp & { lastUpdated: string })[] = [];
     // History is newest first; a delete leaves a newest entry without a resource.
-    const deleted = Boolean(bundle.entry?.length && !bundle.entry[0].resource);
+    const latest = bundle.entry?.[0]?.resource;
+    const deleted = Boolean(bundle.entry?.length && !latest);
     let current: string | undefined;
     const seen = new Set<string>();
     for (;;) {
@@ -594,7 +598,7 @@ class Tracer {
       }
       const next = bundle.link?.find((l) => l.relation === 'next')?.url;
       if (!next || !bundle.entry?.length || versions.length >= MAX_HISTORY || seen.has(next)) {
-        return { versions, current, deleted, truncated: Boolean(next && bundle.entry?.length) };
+        return { versions, current, latest, deleted, truncated: Boolean(next && bundle.entry?.length) };
       }
       seen.add(next);
       bundle = await this.medplum.get(next);
@@ -610,7 +614,7 @@ class Tracer {
    */
   private async filesContaining(entry: WithId<MessageHeader>): Promise<FileRef[]> {
     const key = messageIdentityOf(entry).key;
-    const hash = entry.meta?.tag?.find((t) => t.system === MESSAGE_HASH_SYSTEM)?.code;
+    const hash = messageHashOf(entry);
     const time = Date.parse(entry.meta?.lastUpdated ?? '');
     if (!key || !hash || Number.isNaN(time)) {
       return [];
@@ -718,30 +722,31 @@ class Tracer {
     try {
       return (await this.medplum.readResource(resourceType, id)) as unknown as WithId<T>;
     } catch (err) {
-      return isNotFound(normalizeOperationOutcome(err)) ? 'not found' : `cannot be read (${clip(hideValues(normalizeErrorString(err)), 120)})`;
+      return readProblem(err);
     }
   }
 
   /** Up to `max` matches, following `next` links; `more` when there were more. */
   private async collect<T extends Resource>(resourceType: T['resourceType'], params: URLSearchParams, max: number): Promise<{ items: WithId<T>[]; more: boolean }> {
     const items: WithId<T>[] = [];
-    const result = await this.scan<T>(resourceType, params, max + 1, (item) => {
+    const more = await this.scan<T>(resourceType, params, max + 1, (item) => {
       items.push(item);
       return true;
     });
-    return { items: items.slice(0, max), more: items.length > max || result.more };
+    return { items: items.slice(0, max), more: items.length > max || more };
   }
 
   /**
    * Pages through a search (the server's `next` links: offsets on the local runtime, cursors on
    * a stock server), calling `visit` per match until it returns false or `max` were read.
+   * @returns True when it stopped at `max`: there may be more.
    */
   private async scan<T extends Resource>(
     resourceType: T['resourceType'],
     params: URLSearchParams,
     max: number,
     visit: (item: WithId<T>) => boolean
-  ): Promise<{ read: number; more: boolean }> {
+  ): Promise<boolean> {
     const query = new URLSearchParams(params);
     query.set('_count', String(Math.min(max, PAGE_SIZE)));
     let url: string | undefined = `${this.medplum.fhirUrl(resourceType).toString()}?${query.toString()}`;
@@ -756,12 +761,12 @@ class Tracer {
         }
         read++;
         if (!visit(entry.resource) || read >= max) {
-          return { read, more: read >= max };
+          return read >= max;
         }
       }
       url = bundle.entry?.length ? bundle.link?.find((l) => l.relation === 'next')?.url : undefined;
     }
-    return { read, more: false };
+    return false;
   }
 }
 
@@ -821,8 +826,12 @@ export function metriportOf(task: WithId<Task>): MetriportTrace {
   };
 }
 
-function inputOf(task: Task, name: string): string | undefined {
-  return task.input?.find((i) => i.type?.text === name)?.valueString;
+/**
+ * @param err - Why a read failed.
+ * @returns `not found`, or `cannot be read (<error>)` with quoted values hidden.
+ */
+function readProblem(err: unknown): string {
+  return isNotFound(normalizeOperationOutcome(err)) ? 'not found' : `cannot be read (${clip(hideValues(normalizeErrorString(err)), 120)})`;
 }
 
 /** Ledger entries that wrote resources, as time stamps. */

@@ -1,5 +1,5 @@
 import type { WithId } from '@medplum/core';
-import { getStatus, isOperationOutcome, MedplumClient, normalizeOperationOutcome } from '@medplum/core';
+import { getStatus, MedplumClient, normalizeOperationOutcome } from '@medplum/core';
 import type {
   AccessPolicy,
   Binary,
@@ -16,7 +16,7 @@ import type {
   Task,
 } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { HL7_SENDER_SYSTEM } from '../../src/constants.ts';
+import { BOT_NAME_SYSTEM, HL7_SENDER_SYSTEM } from '../../src/constants.ts';
 import { findManaged } from '../../src/deploy/managed.ts';
 import { OWNER_ORGANIZATION_SYSTEM } from '../../src/fhir/owner.ts';
 import { buildReplayTask } from '../../src/inbound/replay.ts';
@@ -213,10 +213,7 @@ describe('access policy matrix', () => {
       await run();
       return created ? 201 : 200;
     } catch (err) {
-      const outcome = isOperationOutcome((err as { outcome?: unknown }).outcome)
-        ? (err as { outcome: Parameters<typeof getStatus>[0] }).outcome
-        : normalizeOperationOutcome(err);
-      return getStatus(outcome);
+      return getStatus(normalizeOperationOutcome(err));
     }
   }
 
@@ -282,8 +279,8 @@ describe('access policy matrix', () => {
     { caller: 'agent', type: 'Subscription', interaction: 'create', scope: '-', expected: 403, run: (c) => c.createResource({ resourceType: 'Subscription', status: 'active', reason: 'x', criteria: 'Patient', channel: { type: 'rest-hook', endpoint: 'http://127.0.0.1:9/' } }) },
     { caller: 'agent', type: 'AccessPolicy', interaction: 'search', scope: '-', expected: 403, run: (c) => c.search('AccessPolicy') },
     // The Metriport webhook: may only find and execute its receiver bot.
-    { caller: 'metriport webhook', type: 'Bot', interaction: 'search', scope: 'in', expected: 200, run: async (c) => expectOne(await c.searchResources('Bot', { identifier: 'https://fhir.integration-hub.dev/sid/bot-name|metriport-webhook' })) },
-    { caller: 'metriport webhook', type: 'Bot', interaction: 'search', scope: 'out', expected: 200, run: async (c) => expectNone(await c.searchResources('Bot', { identifier: 'https://fhir.integration-hub.dev/sid/bot-name|hl7-inbound' })) },
+    { caller: 'metriport webhook', type: 'Bot', interaction: 'search', scope: 'in', expected: 200, run: async (c) => expectOne(await c.searchResources('Bot', { identifier: `${BOT_NAME_SYSTEM}|metriport-webhook` })) },
+    { caller: 'metriport webhook', type: 'Bot', interaction: 'search', scope: 'out', expected: 200, run: async (c) => expectNone(await c.searchResources('Bot', { identifier: `${BOT_NAME_SYSTEM}|hl7-inbound` })) },
     { caller: 'metriport webhook', type: 'Bot', interaction: 'execute', scope: 'out', expected: 404, run: async (c) => c.post(c.fhirUrl('Bot', await botId('hl7-inbound'), '$execute'), 'MSH|^~\\&|', 'x-application/hl7-v2+er7') },
     { caller: 'metriport webhook', type: 'Patient', interaction: 'search', scope: '-', expected: 403, run: (c) => c.search('Patient') },
     // A partner: only what it is subscribed to, without the hidden fields.
@@ -327,7 +324,7 @@ describe('access policy matrix', () => {
   }
 
   async function botId(name: string): Promise<string> {
-    const bot = await target.client.searchOne('Bot', { identifier: 'https://fhir.integration-hub.dev/sid/bot-name|' + name });
+    const bot = await target.client.searchOne('Bot', { identifier: `${BOT_NAME_SYSTEM}|${name}` });
     return (bot as WithId<Resource>).id;
   }
 

@@ -20,6 +20,7 @@ import { DELIVERY_TASK_CODE } from '../../src/outbound/delivery.ts';
 import { LAB_ORDER_TASK_CODE } from '../../src/outbound/lab-orders.ts';
 import { DELIVERY_STATE_SYSTEM } from '../../src/outbound/queue.ts';
 import type { ChannelCounts, ChannelStatus, HubStatus } from '../../src/ops/status-model.ts';
+import { emptyCounts } from '../../src/ops/status-model.ts';
 import { collectStatus } from '../../src/ops/status.ts';
 import { createStatusPageHandler } from '../../src/ops/status-page.ts';
 import { chromiumMissing, launchChromium } from '../support/chromium.ts';
@@ -30,7 +31,7 @@ import { countColour, decodePng } from '../support/png.ts';
 import type { E2eTarget } from '../support/target.ts';
 import { startE2eTarget } from '../support/target.ts';
 import type { HubCliResult } from '../support/hub-cli.ts';
-import { runHubCli } from '../support/hub-cli.ts';
+import { adminCredentials, hubCliEnv, runHubCli } from '../support/hub-cli.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -75,10 +76,7 @@ describe('hub status page', () => {
   beforeAll(async () => {
     target = await startE2eTarget();
     client = target.client;
-    credentials = target.runtime?.adminCredentials ?? {
-      clientId: process.env.MEDPLUM_CLIENT_ID as string,
-      clientSecret: process.env.MEDPLUM_CLIENT_SECRET as string,
-    };
+    credentials = adminCredentials(target);
     if (target.kind === 'local') {
       pageUrl = `${target.baseUrl}hub/status`;
     } else {
@@ -124,11 +122,11 @@ describe('hub status page', () => {
   }
 
   function countsOfKey(status: HubStatus, key: string): ChannelCounts {
-    return status.channels.find((c) => c.key === key)?.counts ?? { received: 0, committed: 0, rejected: 0, deadLettered: 0, resolved: 0, delivered: 0, retrying: 0, pending: 0 };
+    return status.channels.find((c) => c.key === key)?.counts ?? emptyCounts();
   }
 
   function countsOf(status: HubStatus, name: string): ChannelCounts {
-    return status.channels.find((c) => c.kind === 'hl7' && c.name === name)?.counts ?? { received: 0, committed: 0, rejected: 0, deadLettered: 0, resolved: 0, delivered: 0, retrying: 0, pending: 0 };
+    return status.channels.find((c) => c.kind === 'hl7' && c.name === name)?.counts ?? emptyCounts();
   }
 
   /** The counts a channel's row on the page shows. */
@@ -161,7 +159,7 @@ describe('hub status page', () => {
 
   /** `hub ...` as a child process against the target. */
   function hub(args: string[]): Promise<HubCliResult> {
-    return runHubCli(args, { ...process.env, MEDPLUM_BASE_URL: target.baseUrl, MEDPLUM_CLIENT_ID: credentials.clientId, MEDPLUM_CLIENT_SECRET: credentials.clientSecret });
+    return runHubCli(args, hubCliEnv(target));
   }
 
   test('messages through MLLP: two commit, one is rejected, one is dead-lettered', async () => {

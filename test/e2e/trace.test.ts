@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runTraceCommand } from '../../src/commands/trace.ts';
 import { BOT_NAME_SYSTEM } from '../../src/constants.ts';
 import { findManaged } from '../../src/deploy/managed.ts';
+import type { Target } from '../../src/deploy/target.ts';
 import { MESSAGE_KEY_SYSTEM } from '../../src/fhir/ledger.ts';
 import { traceChain } from '../../src/ops/trace.ts';
 import type { TraceReport, WrittenTrace } from '../../src/ops/trace.ts';
@@ -35,17 +36,15 @@ let client: MedplumClient;
 let sender: MllpSender | undefined;
 let skip: string | undefined;
 
-type PartnerSetup = TestPartner;
-
 const setSecret = (name: string, value: string): Promise<void> => setProjectSecret(client, name, value);
 
 /** A partner as ops would configure it: laboratory results in scope, sent at once, retried with no delay. */
-function createPartner(name: string, url: string, secretName: string, windowHours: number): Promise<PartnerSetup> {
+function createPartner(name: string, url: string, secretName: string, windowHours: number): Promise<TestPartner> {
   const scope = [{ resourceType: 'Observation' as const, criteria: 'Observation?category=laboratory', readonly: true }];
   return createTestPartner(client, { name, url, secretName, windowHours, scope, criteria: 'Observation' });
 }
 
-async function retire(...partners: PartnerSetup[]): Promise<void> {
+async function retire(...partners: TestPartner[]): Promise<void> {
   for (const { subscription, endpoint } of partners) {
     await client.updateResource<Subscription>({ ...(await client.readResource('Subscription', subscription.id)), status: 'off' });
     await client.updateResource<Endpoint>({ ...(await client.readResource('Endpoint', endpoint.id)), status: 'off' });
@@ -56,7 +55,7 @@ async function partnerWebhookBot(): Promise<WithId<Bot>> {
   return (await client.searchOne('Bot', { identifier: `${BOT_NAME_SYSTEM}|partner-webhook` })) as WithId<Bot>;
 }
 
-const deliveries = (partner: PartnerSetup): Promise<WithId<Task>[]> => partnerDeliveries(client, partner.endpoint);
+const deliveries = (partner: TestPartner): Promise<WithId<Task>[]> => partnerDeliveries(client, partner.endpoint);
 const deliveryPass = (): Promise<void> => runPartnerDeliveryPass(client);
 
 /** Sends an ORU^R01 over MLLP on the lab's channel and expects AA. */
@@ -73,14 +72,17 @@ async function sendOru(ctx: TestContext, p: TestPatient): Promise<string> {
   return message;
 }
 
-const focusOf = (body: Buffer): string => notificationFocus(body);
-
 /** A client logged in as the managed `ops` ClientApplication. */
 async function opsClient(): Promise<MedplumClient> {
   const [app] = await findManaged(client, 'ClientApplication', 'ops');
   const ops = new MedplumClient({ baseUrl: target.baseUrl, cacheTime: 0 });
   await ops.startClientLogin(app.id as string, app.secret as string);
   return ops;
+}
+
+/** The target as `hub trace` takes it: the admin client, connected. */
+function hubTarget(): Target {
+  return { client, baseUrl: target.baseUrl, projectId: (client.getProject() as { id: string }).id };
 }
 
 function capture(): { lines: string[]; io: { log: (line: string) => void; error: (line: string) => void } } {
@@ -144,7 +146,7 @@ describe('hub trace', () => {
       const bot = await partnerWebhookBot();
 
       const { lines, io } = capture();
-      const hub = { client, baseUrl: target.baseUrl, projectId: (client.getProject() as { id: string }).id };
+      const hub = hubTarget();
       expect(await runTraceCommand(hub, [controlId], io)).toBe(0);
       const report = await traceChain(client, controlId);
 
@@ -188,7 +190,7 @@ describe('hub trace', () => {
         ]);
         // The receiver got exactly this delivery (webhook-id is the Task id) for this version.
         const received = receiver.received.filter((r) => r.headers['webhook-id'] === task.id);
-        expect(received.map((r) => focusOf(r.rawBody))).toEqual([focus]);
+        expect(received.map((r) => notificationFocus(r.rawBody))).toEqual([focus]);
         expect(version.runs).toContainEqual(
           expect.objectContaining({ kind: 'bot run', observer: `Bot/${bot.id}`, subscription: `Subscription/${partner.subscription.id}`, outcome: 'success', detail: expect.stringContaining(`Task/${task.id}`) })
         );
@@ -244,7 +246,7 @@ describe('hub trace', () => {
       }, 20_000);
 
       const { lines, io } = capture();
-      const hub = { client, baseUrl: target.baseUrl, projectId: (client.getProject() as { id: string }).id };
+      const hub = hubTarget();
       expect(await runTraceCommand(hub, [controlId], io)).toBe(0);
       const report = await traceChain(client, controlId);
       const observations = writtenObservations(report);
@@ -320,7 +322,7 @@ describe('hub trace', () => {
       expect(byControlId.messages[0].receptions[0].files).toEqual([{ task: `Task/${task.id}`, source: 'trace-batch' }]);
 
       const { lines, io } = capture();
-      const hub = { client, baseUrl: target.baseUrl, projectId: (client.getProject() as { id: string }).id };
+      const hub = hubTarget();
       expect(await runTraceCommand(hub, [name], io)).toBe(0);
       expect(lines.some((l) => l.startsWith(`SFTP file Task/${task.id}`))).toBe(true);
       expect(lines.join('\n')).not.toContain('results-');
@@ -336,7 +338,7 @@ describe('hub trace', () => {
     if (skip) {
       ctx.skip(skip);
     }
-    const hub = { client, baseUrl: target.baseUrl, projectId: (client.getProject() as { id: string }).id };
+    const hub = hubTarget();
     const unknown = capture();
     expect(await runTraceCommand(hub, ['NOSUCHCONTROLID42'], unknown.io)).toBe(1);
     expect(unknown.lines[0]).toMatch(/^Not found/);

@@ -13,16 +13,26 @@ export interface HubCliResult {
 }
 
 /**
- * The environment that points the `hub` CLI at a target as its project admin: the local
- * runtime's admin client, or the stock target's `MEDPLUM_CLIENT_ID` / `MEDPLUM_CLIENT_SECRET`.
+ * @param target - The e2e target.
+ * @returns Its project admin client's id and secret: the local runtime's admin client, or the
+ * stock target's `MEDPLUM_CLIENT_ID` / `MEDPLUM_CLIENT_SECRET`.
+ */
+export function adminCredentials(target: E2eTarget): { clientId: string; clientSecret: string } {
+  return (
+    target.runtime?.adminCredentials ?? {
+      clientId: process.env.MEDPLUM_CLIENT_ID as string,
+      clientSecret: process.env.MEDPLUM_CLIENT_SECRET as string,
+    }
+  );
+}
+
+/**
+ * The environment that points the `hub` CLI at a target as its project admin ({@link adminCredentials}).
  * @param target - The e2e target.
  * @returns The child process environment.
  */
 export function hubCliEnv(target: E2eTarget): NodeJS.ProcessEnv {
-  const credentials = target.runtime?.adminCredentials ?? {
-    clientId: process.env.MEDPLUM_CLIENT_ID as string,
-    clientSecret: process.env.MEDPLUM_CLIENT_SECRET as string,
-  };
+  const credentials = adminCredentials(target);
   return { ...process.env, MEDPLUM_BASE_URL: target.baseUrl, MEDPLUM_CLIENT_ID: credentials.clientId, MEDPLUM_CLIENT_SECRET: credentials.clientSecret };
 }
 
